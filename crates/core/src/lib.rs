@@ -29,3 +29,6 @@ pub use phone::{PhoneNumber, PhoneRegion};
 
 /// A point in time, always UTC. Each contact carries its own time zone for local dates.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+pub mod clock;
+pub use clock::{Clock, ManualClock, SystemClock};

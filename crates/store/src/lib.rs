@@ -1,0 +1,245 @@
+//! Rapport's storage: the only crate with SQL. One [`Store`] API over two backends —
+//! SQLite (an embedded file, the default) and PostgreSQL (for scale-out) — with the same
+//! repositories, written once against the [`db::Tx`] seam, and migrations for each.
+
+mod contacts;
+mod common;
+mod companies;
+mod custom_fields;
+pub mod db;
+mod error;
+mod idempotency;
+mod keys;
+mod links;
+pub mod list;
+pub mod migrate;
+mod notes;
+mod postgres;
+mod relations;
+mod sqlite;
+mod tags;
+mod users;
+pub mod value;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rapport_core::{Clock, PhoneRegion, SystemClock};
+
+pub use contacts::ContactFilter;
+pub use companies::CompanyFilter;
+pub use error::StoreError;
+pub use idempotency::{Created, IdempotencyKey};
+pub use keys::{AuthenticatedKey, NewKey};
+pub use links::LinkFilter;
+pub use list::{Page, PageRequest};
+pub use notes::NoteFilter;
+pub use relations::RelationFilter;
+pub use tags::TagFilter;
+pub use users::UserFilter;
+
+use db::{Dialect, Tx};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://PATH`, `sqlite:PATH`, `postgres://…`, `postgresql://…`, or a bare path
+    /// (taken as a SQLite file).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_string()));
+        }
+        if let Some(p) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+            if p.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://rapport.db".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(p)));
+        }
+        if raw.contains("://") {
+            return Err(format!("unsupported database URL '{}': use sqlite://PATH or postgres://…", redact(raw)));
+        }
+        Ok(Self::Sqlite(PathBuf::from(raw)))
+    }
+
+    /// The URL with any password hidden, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres(u) => redact(u),
+        }
+    }
+}
+
+/// Hides the password of `scheme://user:password@host`.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((cred, host)) = rest.split_once('@')
+        && let Some((user, _)) = cred.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+/// How the store is set up.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Region for phone numbers written without a `+country` prefix (custom phone fields).
+    pub phone_region: PhoneRegion,
+    pub clock: Arc<dyn Clock>,
+    /// SQLite reader connections.
+    pub sqlite_readers: u32,
+    /// PostgreSQL pool size per instance.
+    pub pg_max_connections: u32,
+    /// PostgreSQL schema to work in (tests use one schema each).
+    pub pg_schema: Option<String>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            phone_region: PhoneRegion::default(),
+            clock: Arc::new(SystemClock),
+            sqlite_readers: 8,
+            pg_max_connections: 16,
+            pg_schema: None,
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteBackend),
+    Postgres(postgres::PgBackend),
+}
+
+struct Inner {
+    backend: Backend,
+    options: StoreOptions,
+}
+
+/// The handle every other layer holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens the database and brings its schema up to date. Blocking: call it before the
+    /// runtime serves, or from `spawn_blocking`.
+    pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Self> {
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => {
+                Backend::Sqlite(sqlite::SqliteBackend::open(path, options.sqlite_readers, |tx| migrate::apply(tx).map(|_| ()))?)
+            }
+            DatabaseUrl::Postgres(u) => Backend::Postgres(postgres::PgBackend::open(
+                u,
+                options.pg_schema.as_deref(),
+                options.pg_max_connections,
+                |tx| migrate::apply(tx).map(|_| ()),
+            )?),
+        };
+        Ok(Self { inner: Arc::new(Inner { backend, options }) })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.inner.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    pub fn now(&self) -> rapport_core::Timestamp {
+        self.inner.options.clock.now()
+    }
+
+    /// The SQLite file, when that is the backend.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => Some(b.path().to_path_buf()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Runs `f` on a read connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || match &inner.backend {
+            Backend::Sqlite(b) => b.read(f),
+            Backend::Postgres(b) => b.read(f),
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` in a write transaction: committed when it returns Ok, rolled back otherwise.
+    /// Returns only once the commit is durable.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => {
+                let (done, result) = tokio::sync::oneshot::channel::<Result<T>>();
+                let job: sqlite::WriteJob = Box::new(move |tx| {
+                    let r = f(tx);
+                    let ok = r.is_ok();
+                    let finish = Box::new(move |committed: Result<()>| {
+                        let _ = done.send(committed.and(r));
+                    });
+                    (ok, finish)
+                });
+                b.submit(job)?;
+                result.await.map_err(|_| StoreError::Database("the write was abandoned (see the server log)".into()))?
+            }
+            Backend::Postgres(_) => {
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || match &inner.backend {
+                    Backend::Postgres(b) => b.transaction(f),
+                    Backend::Sqlite(_) => unreachable!("matched above"),
+                })
+                .await
+                .map_err(|e| StoreError::Database(format!("write task failed: {e}")))?
+            }
+        }
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|tx| tx.query("SELECT 1", &[]).map(|_| ())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(DatabaseUrl::parse("sqlite://rapport.db").unwrap(), DatabaseUrl::Sqlite("rapport.db".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/r.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/r.db".into()));
+        assert_eq!(DatabaseUrl::parse("data/r.db").unwrap(), DatabaseUrl::Sqlite("data/r.db".into()));
+        assert!(matches!(DatabaseUrl::parse("postgres://u:p@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    }
+}

@@ -1,0 +1,160 @@
+//! The custom field catalogue. Deleting a definition also removes its values from every
+//! record, so no record is left holding a field that no longer validates.
+
+use rapport_core::custom_field::{CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch, CustomFieldSpec, FieldKind, RecordType};
+use rapport_core::new_id;
+use uuid::Uuid;
+
+use crate::common::string_list;
+use crate::db::Tx;
+use crate::idempotency::{Created, IdempotencyKey};
+use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind};
+use crate::value::{Row, Value};
+use crate::{Result, Store, StoreError};
+
+const SORTS: &[SortField] = &[
+    SortField { name: "key", expr: "f.key", kind: SortKind::Text },
+    SortField { name: "created_at", expr: "f.created_at", kind: SortKind::Time },
+];
+const SELECT: &str =
+    "SELECT f.id, f.record_type, f.key, f.label, f.kind, f.required, f.options, f.description, f.created_at, f.updated_at";
+
+fn map_row(r: Row) -> Result<CustomFieldDefinition> {
+    let rt = r.string(1)?;
+    let kind = r.string(4)?;
+    Ok(CustomFieldDefinition {
+        id: r.uuid(0)?,
+        record_type: RecordType::parse(&rt).ok_or_else(|| StoreError::Database(format!("unknown record type {rt}")))?,
+        key: r.string(2)?,
+        label: r.string(3)?,
+        kind: FieldKind::parse(&kind).ok_or_else(|| StoreError::Database(format!("unknown field kind {kind}")))?,
+        required: r.bool(5)?,
+        options: string_list(r.json(6)?),
+        description: r.opt_string(7)?,
+        created_at: r.time(8)?,
+        updated_at: r.time(9)?,
+    })
+}
+
+/// Every definition (of one record type, when given), in key order.
+pub(crate) fn load_all(tx: &mut dyn Tx, record_type: Option<RecordType>) -> Result<Vec<CustomFieldDefinition>> {
+    let rows = match record_type {
+        Some(rt) => tx.query(&format!("{SELECT} FROM custom_field_definitions f WHERE f.record_type = $1 ORDER BY f.key"), &[rt.as_str().into()])?,
+        None => tx.query(&format!("{SELECT} FROM custom_field_definitions f ORDER BY f.record_type, f.key"), &[])?,
+    };
+    rows.into_iter().map(map_row).collect()
+}
+
+fn load(tx: &mut dyn Tx, id: Uuid) -> Result<CustomFieldDefinition> {
+    map_row(
+        tx.query_opt(&format!("{SELECT} FROM custom_field_definitions f WHERE f.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("custom field", id))?,
+    )
+}
+
+fn table_of(rt: RecordType) -> &'static str {
+    match rt {
+        RecordType::Contact => "contacts",
+        RecordType::Company => "companies",
+    }
+}
+
+/// A field that becomes required may not leave existing records without a value.
+fn check_required_filled(tx: &mut dyn Tx, spec: &CustomFieldSpec) -> Result<()> {
+    if !spec.required {
+        return Ok(());
+    }
+    let missing_expr = match tx.dialect() {
+        crate::db::Dialect::Sqlite => "json_extract(custom_fields, '$.\"' || $1 || '\"') IS NULL",
+        crate::db::Dialect::Postgres => "NOT (custom_fields ? $1::text)",
+    };
+    let n = tx.query_one(&format!("SELECT COUNT(*) FROM {} WHERE {missing_expr}", table_of(spec.record_type)), &[spec.key.as_str().into()])?.i64(0)?;
+    if n > 0 {
+        return Err(StoreError::conflict(
+            "required",
+            format!("{n} existing {} have no value for '{}'; fill them in before making it required", table_of(spec.record_type), spec.key),
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_custom_field(&self, draft: CustomFieldDraft, idem: Option<IdempotencyKey>) -> Result<Created<CustomFieldDefinition>> {
+        let now = self.now();
+        self.create_once(idem, move |tx| {
+            let spec = CustomFieldSpec::parse(draft)?;
+            if tx.exists(
+                "SELECT 1 FROM custom_field_definitions WHERE record_type = $1 AND key = $2",
+                &[spec.record_type.as_str().into(), spec.key.as_str().into()],
+            )? {
+                return Err(StoreError::conflict("key", format!("{} already has a custom field '{}'", spec.record_type.as_str(), spec.key)));
+            }
+            check_required_filled(tx, &spec)?;
+            let id = new_id();
+            tx.execute(
+                "INSERT INTO custom_field_definitions (id, record_type, key, label, kind, required, options, description, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    id.into(),
+                    spec.record_type.as_str().into(),
+                    spec.key.as_str().into(),
+                    spec.label.as_str().into(),
+                    spec.kind.as_str().into(),
+                    spec.required.into(),
+                    Value::Json(serde_json::json!(spec.options)),
+                    spec.description.clone().into(),
+                    now.into(),
+                    now.into(),
+                ],
+            )?;
+            load(tx, id)
+        })
+        .await
+    }
+
+    pub async fn get_custom_field(&self, id: Uuid) -> Result<CustomFieldDefinition> {
+        self.read(move |tx| load(tx, id)).await
+    }
+
+    pub async fn update_custom_field(&self, id: Uuid, patch: CustomFieldPatch) -> Result<CustomFieldDefinition> {
+        let now = self.now();
+        self.write(move |tx| {
+            let current = load(tx, id)?;
+            let spec = CustomFieldSpec::patched(&current, patch)?;
+            if spec.required && !current.required {
+                check_required_filled(tx, &spec)?;
+            }
+            tx.execute(
+                "UPDATE custom_field_definitions SET label = $2, required = $3, options = $4, description = $5, updated_at = $6 WHERE id = $1",
+                &[id.into(), spec.label.into(), spec.required.into(), Value::Json(serde_json::json!(spec.options)), spec.description.into(), now.into()],
+            )?;
+            load(tx, id)
+        })
+        .await
+    }
+
+    pub async fn delete_custom_field(&self, id: Uuid) -> Result<()> {
+        self.write(move |tx| {
+            let def = load(tx, id)?;
+            let table = table_of(def.record_type);
+            let expr = tx.dialect().json_remove_key("custom_fields", "$1");
+            tx.execute(&format!("UPDATE {table} SET custom_fields = {expr}"), &[def.key.as_str().into()])?;
+            tx.execute("DELETE FROM custom_field_definitions WHERE id = $1", &[id.into()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_custom_fields(&self, record_type: Option<RecordType>, page: PageRequest) -> Result<Page<CustomFieldDefinition>> {
+        self.read(move |tx| {
+            let mut q = ListQuery::new(&page, SORTS, "key", "f.id")?;
+            if let Some(rt) = record_type {
+                let p = q.param(rt.as_str());
+                q.condition(format!("f.record_type = {p}"));
+            }
+            let rows = tx.query(&q.sql(SELECT, "FROM custom_field_definitions f"), &q.params)?;
+            q.page(rows, |r| r.uuid(0), map_row)
+        })
+        .await
+    }
+}

@@ -1,0 +1,90 @@
+//! `Idempotency-Key` support: a create retried with the same key and the same body gets the
+//! first answer again instead of a second record. The remembered answer is written in the
+//! same transaction as the record, so either both exist or neither does.
+
+use rapport_core::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::Tx;
+use crate::value::Value;
+use crate::{Result, Store, StoreError};
+
+/// One client's key for one request. `fingerprint` identifies the request (method, path and
+/// body digest): reusing a key for a different request is an error, not a replay.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub api_key_id: Uuid,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// The outcome of a create.
+#[derive(Debug, Clone)]
+pub enum Created<T> {
+    New(T),
+    /// A retry: the answer given the first time.
+    Replayed { status: u16, body: serde_json::Value },
+}
+
+fn replay<T>(tx: &mut dyn Tx, k: &IdempotencyKey) -> Result<Option<Created<T>>> {
+    let row = tx.query_opt(
+        "SELECT fingerprint, status, response FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
+        &[k.api_key_id.into(), k.key.as_str().into()],
+    )?;
+    match row {
+        None => Ok(None),
+        Some(r) if r.string(0)? == k.fingerprint => {
+            Ok(Some(Created::Replayed { status: r.i64(1)? as u16, body: r.json(2)? }))
+        }
+        Some(_) => Err(StoreError::IdempotencyMismatch),
+    }
+}
+
+fn remember(tx: &mut dyn Tx, k: &IdempotencyKey, status: u16, body: serde_json::Value, now: Timestamp) -> Result<()> {
+    tx.execute(
+        "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[k.api_key_id.into(), k.key.as_str().into(), k.fingerprint.as_str().into(), Value::I64(status.into()), Value::Json(body), now.into()],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Runs the create `f` at most once per idempotency key.
+    pub(crate) async fn create_once<T, F>(&self, idem: Option<IdempotencyKey>, f: F) -> Result<Created<T>>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let now = self.now();
+        let key = idem.clone();
+        let outcome = self
+            .write(move |tx| {
+                if let Some(k) = &key
+                    && let Some(done) = replay(tx, k)?
+                {
+                    return Ok(done);
+                }
+                let created = f(tx)?;
+                if let Some(k) = &key {
+                    let body = serde_json::to_value(&created).map_err(|e| StoreError::Database(e.to_string()))?;
+                    remember(tx, k, 201, body, now)?;
+                }
+                Ok(Created::New(created))
+            })
+            .await;
+        match (outcome, idem) {
+            // Two instances raced with the same key (PostgreSQL): the loser replays the winner.
+            (Err(e @ StoreError::Conflict { .. }), Some(k)) => match self.read(move |tx| replay::<T>(tx, &k)).await {
+                Ok(Some(first)) => Ok(first),
+                _ => Err(e),
+            },
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Forgets idempotency keys older than `before` (clients retry within minutes, not days).
+    pub async fn purge_idempotency_keys(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |tx| tx.execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[before.into()])).await
+    }
+}

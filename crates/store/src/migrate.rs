@@ -1,0 +1,81 @@
+//! Schema migrations, one ordered list per backend, embedded in the binary. Each migration
+//! runs in its own transaction together with its bookkeeping row, so a failed migration
+//! leaves the schema as it was. On PostgreSQL an advisory lock keeps several instances that
+//! start at once from migrating twice.
+
+use crate::StoreError;
+use crate::db::{Dialect, Tx};
+use crate::value::Value;
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// An arbitrary constant that names Rapport's migration lock.
+const PG_MIGRATION_LOCK: i64 = 0x5241_5050_4f52_5401;
+
+/// Applies every migration not yet applied; returns the versions it applied. The caller
+/// supplies the transaction (SQLite: the writer connection; PostgreSQL: one transaction).
+pub fn apply(tx: &mut dyn Tx) -> Result<Vec<i64>, StoreError> {
+    let dialect = tx.dialect();
+    let time_type = match dialect {
+        Dialect::Sqlite => "INTEGER",
+        Dialect::Postgres => "TIMESTAMPTZ",
+    };
+    if dialect == Dialect::Postgres {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[Value::I64(PG_MIGRATION_LOCK)])?;
+    }
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at {time_type} NOT NULL)"
+    ))?;
+    let applied: Vec<i64> =
+        tx.query("SELECT version FROM schema_migrations", &[])?.iter().map(|r| r.i64(0)).collect::<Result<_, _>>()?;
+    let newest_known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
+        return Err(StoreError::Unavailable(format!(
+            "the database has schema version {newer}, newer than this Rapport knows ({newest_known}); upgrade Rapport"
+        )));
+    }
+    let mut done = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let sql = match dialect {
+            Dialect::Sqlite => m.sqlite,
+            Dialect::Postgres => m.postgres,
+        };
+        // SQLite's writer connection is not inside a transaction here; PostgreSQL's is.
+        if dialect == Dialect::Sqlite {
+            tx.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        let result = tx.execute_batch(sql).and_then(|()| {
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[Value::I64(m.version), m.name.into(), Value::Time(chrono::Utc::now())],
+            )
+        });
+        if dialect == Dialect::Sqlite {
+            match &result {
+                Ok(_) => tx.execute_batch("COMMIT")?,
+                Err(_) => tx.execute_batch("ROLLBACK")?,
+            }
+        }
+        result.map_err(|e| StoreError::Unavailable(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+/// The versions a database has applied, newest last.
+pub fn applied_versions(tx: &mut dyn Tx) -> Result<Vec<i64>, StoreError> {
+    tx.query("SELECT version FROM schema_migrations ORDER BY version", &[])?.iter().map(|r| r.i64(0)).collect()
+}

@@ -1,0 +1,283 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Writes go through a single writer thread that groups concurrent writes into one
+//! transaction (each write in its own savepoint, so one failing write does not undo the
+//! others) and answers only after COMMIT: with `synchronous=FULL` a write that was reported
+//! done survives a power cut, and the fsync is shared by every write in the group.
+//! Reads use a pool of connections, which WAL lets run beside the writer.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::StoreError;
+use crate::db::{Dialect, Tx, sqlite_placeholders};
+use crate::value::{Row, Value};
+
+/// How many queued writes share one transaction at most.
+const MAX_GROUP: usize = 128;
+
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A write: runs inside the group transaction, says whether it succeeded, and hands back
+/// what to do once the group has committed (or failed to).
+pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
+
+pub(crate) struct SqliteBackend {
+    writer: mpsc::SyncSender<WriteJob>,
+    readers: r2d2::Pool<ReaderManager>,
+    path: PathBuf,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = FULL;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(())
+}
+
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {}: {e}", path.display())))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| StoreError::Unavailable(format!("cannot switch {} to WAL: {e}", path.display())))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!("{} refused WAL mode (got {mode})", path.display())));
+    }
+    configure(&conn).map_err(db_err)?;
+    Ok(conn)
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file and runs `init` (migrations) on the
+    /// writer connection before any other connection is handed out.
+    pub(crate) fn open(path: &Path, readers: u32, init: impl FnOnce(&mut dyn Tx) -> Result<(), StoreError>) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        let mut conn = open_connection(path)?;
+        init(&mut SqliteTx { conn: &conn })?;
+        let (tx, rx) = mpsc::sync_channel::<WriteJob>(4096);
+        std::thread::Builder::new()
+            .name("rapport-sqlite-writer".into())
+            .spawn(move || writer_loop(&mut conn, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        let readers = r2d2::Pool::builder()
+            .max_size(readers.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(ReaderManager { path: path.to_path_buf() })
+            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite readers: {e}")))?;
+        Ok(Self { writer: tx, readers, path: path.to_path_buf() })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
+        self.writer.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.readers.get().map_err(|e| StoreError::Unavailable(format!("no SQLite reader free: {e}")))?;
+        f(&mut SqliteTx { conn: &conn })
+    }
+}
+
+fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(conn, group);
+    }
+}
+
+fn run_group(conn: &mut Connection, group: Vec<WriteJob>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = db_err(e);
+        for job in group {
+            // The job never ran; tell its caller why.
+            let (_, finish) = (job)(&mut FailingTx(err.clone()));
+            finish(Err(err.clone()));
+        }
+        return;
+    }
+    let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
+    for job in group {
+        let sp = conn.execute_batch("SAVEPOINT job");
+        let outcome = catch_unwind(AssertUnwindSafe(|| (job)(&mut SqliteTx { conn })));
+        match (sp, outcome) {
+            (Ok(()), Ok((true, finish))) => {
+                let _ = conn.execute_batch("RELEASE job");
+                finishes.push(finish);
+            }
+            (_, Ok((_, finish))) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                finishes.push(finish);
+            }
+            (_, Err(_)) => {
+                // A panicking write is a bug; undo it and keep serving the others. Its
+                // caller sees the channel close.
+                tracing::error!("a database write panicked; it was rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(db_err);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for finish in finishes {
+        finish(committed.clone());
+    }
+}
+
+/// Stands in for a transaction that could not begin: every statement fails with its error.
+struct FailingTx(StoreError);
+
+impl Tx for FailingTx {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64, StoreError> {
+        Err(self.0.clone())
+    }
+    fn query(&mut self, _: &str, _: &[Value]) -> Result<Vec<Row>, StoreError> {
+        Err(self.0.clone())
+    }
+    fn execute_batch(&mut self, _: &str) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
+}
+
+pub(crate) struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+struct Param<'a>(&'a Value);
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            Value::Bool(b) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(i64::from(*b))),
+            Value::I64(i) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(*i)),
+            Value::F64(f) => ToSqlOutput::Owned(rusqlite::types::Value::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Json(j) => ToSqlOutput::Owned(rusqlite::types::Value::Text(j.to_string())),
+            Value::Uuid(u) => ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes())),
+            Value::Time(t) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(t.timestamp_micros())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+fn read_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::I64(i),
+        ValueRef::Real(f) => Value::F64(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&sqlite_placeholders(sql)).map_err(db_err)?;
+        let n = stmt.execute(rusqlite::params_from_iter(params.iter().map(Param))).map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&sqlite_placeholders(sql)).map_err(db_err)?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(Param))).map_err(db_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let mut vals = Vec::with_capacity(cols);
+            for i in 0..cols {
+                vals.push(read_value(r.get_ref(i).map_err(db_err)?));
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(db_err)
+    }
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let msg = msg.clone().unwrap_or_default();
+        match f.code {
+            ErrorCode::ConstraintViolation if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                return StoreError::Conflict { field: String::new(), message: format!("already exists ({msg})") };
+            }
+            ErrorCode::ConstraintViolation if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return StoreError::Conflict { field: String::new(), message: "refers to a record that does not exist".into() };
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(format!("the database is busy: {msg}"));
+            }
+            ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::CannotOpen => {
+                return StoreError::Unavailable(format!("the database cannot be written: {msg}"));
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database(e.to_string())
+}
+
+pub(crate) struct ReaderManager {
+    path: PathBuf,
+}
+
+impl r2d2::ManageConnection for ReaderManager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        configure(&conn)?;
+        // Readers never write; this turns a stray write into an error instead of a lock fight.
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, _: &mut Connection) -> Result<(), rusqlite::Error> {
+        Ok(())
+    }
+
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        false
+    }
+}
