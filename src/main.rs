@@ -1,1 +1,339 @@
-fn main() {}
+//! `rapport`: the one binary. Serves the API and pages, migrates, manages keys and users,
+//! seeds the demo, and benchmarks itself.
+
+mod config;
+mod demo;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use rapport_core::user::{Role, UserDraft};
+use rapport_core::{PhoneRegion, SystemClock};
+use rapport_store::{DatabaseUrl, Store, StoreOptions};
+use rapport_web::{AppState, WebConfig};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "rapport", version, about = "Rapport, a relationship-first CRM", long_about = "Rapport, a relationship-first CRM.\n\n\
+Runs on an embedded SQLite file by default (./rapport.db) and on PostgreSQL with --database-url postgres://….\n\
+Settings come from flags, then RAPPORT_* environment variables, then rapport.toml.\n\n\
+Start here: `rapport demo` serves a demo business and prints a login.")]
+struct Cli {
+    /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB [env: RAPPORT_DATABASE_URL]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Configuration file (default: ./rapport.toml when present)
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and web pages (applies pending migrations first)
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Create, list and revoke API keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create and list users
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Create a demo business (a few thousand contacts) and serve it, printing the URL and an admin key
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:8080 [env: RAPPORT_BIND] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    bind: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only once)
+    Create {
+        /// What the key is for, e.g. "website" or "zapier"
+        #[arg(long)]
+        name: String,
+        /// admin, manager, member or viewer
+        #[arg(long, default_value = "member")]
+        role: Role,
+    },
+    /// List keys (without their secrets)
+    List,
+    /// Revoke a key by id or by the prefix shown in `keys list`
+    Revoke {
+        /// The key's id or displayed prefix (rk_xxxxxxxx)
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Display name (defaults to the part of the email before @)
+        #[arg(long)]
+        name: Option<String>,
+        /// Make the user an admin (same as --role admin)
+        #[arg(long)]
+        admin: bool,
+        /// admin, manager, member or viewer
+        #[arg(long, default_value = "member")]
+        role: Role,
+        /// Read a password from standard input (sign-in arrives with the web UI)
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    bind: Option<String>,
+    /// How many contacts the demo business has
+    #[arg(long, default_value_t = 3000)]
+    contacts: usize,
+    /// Delete an existing demo database and start over
+    #[arg(long)]
+    fresh: bool,
+    /// Seed only; do not serve
+    #[arg(long)]
+    no_serve: bool,
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?;
+    let region = PhoneRegion::parse(&config.phone_region).map_err(|e| anyhow::anyhow!("phone_region: {e}"))?;
+    let options = StoreOptions {
+        phone_region: region,
+        clock: Arc::new(SystemClock),
+        sqlite_readers: config.sqlite_readers,
+        pg_max_connections: config.pg_max_connections,
+        pg_schema: None,
+    };
+    Store::open(&url, options).with_context(|| format!("cannot open the database at {}", url.redacted()))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let bind = match &cli.command {
+        Command::Serve(a) => a.bind.clone(),
+        Command::Demo(a) => a.bind.clone(),
+        _ => None,
+    };
+    let demo_default_db = matches!(cli.command, Command::Demo(_)) && cli.database_url.is_none();
+    let mut config = Config::load(cli.config.as_deref(), Overrides { database_url: cli.database_url.clone(), bind })?;
+    if demo_default_db && std::env::var_os("RAPPORT_DATABASE_URL").is_none() {
+        // The demo never touches a real ./rapport.db.
+        config.database_url = "sqlite://rapport-demo.db".into();
+    }
+    init_logging(&config.log_format);
+    match cli.command {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate => {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&c)).await??;
+            println!("The database at {} is up to date.", DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted());
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(config, cmd).await,
+        Command::Users(cmd) => users(config, cmd).await,
+        Command::Demo(args) => run_demo(config, args).await,
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Store> {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || open_store(&c)).await?
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    if let Some(secret) = config.bootstrap_key.clone()
+        && store.create_key("bootstrap".into(), Role::Admin, None, Some(secret), true).await?.is_some()
+    {
+        tracing::info!("created the bootstrap admin key from RAPPORT_BOOTSTRAP_KEY");
+    }
+    serve_store(store, &config).await
+}
+
+async fn serve_store(store: Store, config: &Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let web = WebConfig { max_body_bytes: config.max_body_bytes, request_timeout: Duration::from_secs(config.request_timeout_secs) };
+    tracing::info!(%addr, database = %DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted(), "Rapport is serving");
+    rapport_web::serve(listener, AppState::new(store, web), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    match cmd {
+        KeysCommand::Create { name, role } => {
+            let created = store.create_key(name, role, None, None, false).await?.context("the key was not created")?;
+            eprintln!("Created {} key '{}' ({}). Store it now; it cannot be shown again:", role.as_str(), created.key.name, created.key.id);
+            println!("{}", created.secret);
+        }
+        KeysCommand::List => {
+            let keys = store.list_keys().await?;
+            if keys.is_empty() {
+                println!("No keys yet. Create one with: rapport keys create --name NAME --role admin");
+            }
+            for k in keys {
+                let state = match (k.revoked_at, k.last_used_at) {
+                    (Some(t), _) => format!("revoked {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, Some(t)) => format!("last used {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, None) => "never used".into(),
+                };
+                println!("{}  {:<12}  {:<8}  {:<24}  {}", k.id, k.prefix, k.role.as_str(), k.name, state);
+            }
+        }
+        KeysCommand::Revoke { key } => {
+            let k = store.revoke_key(key).await?;
+            println!("Revoked key '{}' ({}). Running servers stop accepting it within 10 seconds.", k.name, k.prefix);
+        }
+    }
+    Ok(())
+}
+
+async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    match cmd {
+        UsersCommand::Create { email, name, admin, role, password_stdin } => {
+            if password_stdin {
+                let mut pw = String::new();
+                std::io::stdin().read_to_string(&mut pw).context("could not read the password from standard input")?;
+                if pw.trim().len() < 8 {
+                    bail!("the password must be at least 8 characters");
+                }
+                eprintln!("note: passwords are used once web sign-in is available; the user is created now");
+            }
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
+            let role = if admin { Role::Admin } else { role };
+            let draft = UserDraft { name: Some(name), email: Some(email), role: Some(role), active: Some(true) };
+            match store.create_user(draft, None).await {
+                Ok(rapport_store::Created::New(u)) => println!("Created {} {} <{}> ({})", u.role.as_str(), u.name, u.email, u.id),
+                Ok(rapport_store::Created::Replayed { .. }) => {}
+                Err(rapport_store::StoreError::Invalid(v)) => bail!("{v}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UsersCommand::List => {
+            let page = store.list_users(Default::default(), rapport_store::PageRequest { limit: Some(500), ..Default::default() }).await?;
+            for u in page.data {
+                println!("{}  {:<8}  {:<6}  {} <{}>", u.id, u.role.as_str(), if u.active { "active" } else { "off" }, u.name, u.email);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?;
+    if args.fresh
+        && let DatabaseUrl::Sqlite(path) = &url
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+    }
+    let store = connect(&config).await?;
+    if store.count_contacts().await? == 0 {
+        let bar = indicatif::ProgressBar::new(args.contacts as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("Creating the demo business {bar:40.cyan/blue} {pos}/{len} contacts ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        let summary = demo::seed(&store, args.contacts, 2026, &progress).await?;
+        bar.finish_and_clear();
+        eprintln!(
+            "Created {} users, {} contacts, {} companies, {} relations and {} notes in {}.",
+            summary.users,
+            summary.contacts,
+            summary.companies,
+            summary.relations,
+            summary.notes,
+            url.redacted()
+        );
+    } else {
+        eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());
+    }
+    let key = store.create_key("demo".into(), Role::Admin, None, None, false).await?.context("no demo key was created")?;
+    let base = format!("http://{}", config.bind);
+    println!();
+    println!("  Rapport demo is ready.");
+    println!("  URL:        {base}/");
+    println!("  API docs:   {base}/api/docs");
+    println!("  Admin key:  {}", key.secret);
+    println!();
+    println!("  Try:  curl -H 'Authorization: Bearer {}' '{base}/api/v1/contacts?limit=3'", key.secret);
+    println!();
+    if args.no_serve {
+        return Ok(());
+    }
+    serve_store(store, &config).await
+}

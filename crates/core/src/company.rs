@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::{FieldError, ValidationErrors};
 use crate::tag::TagName;
-use crate::{Patch, Timestamp, text};
+use crate::{Patch, text};
 
 /// Head-count bands, as sales teams usually record them.
 pub const COMPANY_SIZES: [&str; 8] = ["1", "2-10", "11-50", "51-200", "201-500", "501-1000", "1001-5000", "5001+"];
@@ -25,8 +25,8 @@ pub struct Company {
     pub tags: Vec<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub custom_fields: Map<String, Value>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -143,7 +143,7 @@ pub struct CompanyLink {
     pub role: Option<String>,
     /// The company the contact is mainly associated with.
     pub primary: bool,
-    pub created_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

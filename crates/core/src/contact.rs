@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::{FieldError, ValidationErrors};
 use crate::tag::TagName;
-use crate::{Birthday, EmailAddress, Patch, PhoneNumber, PhoneRegion, Timestamp, text};
+use crate::{Birthday, EmailAddress, Patch, PhoneNumber, PhoneRegion, text};
 
 /// A contact as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,8 +38,8 @@ pub struct Contact {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub custom_fields: Map<String, Value>,
     pub external_ids: Vec<ExternalId>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Contact {

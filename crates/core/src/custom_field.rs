@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{FieldError, ValidationErrors};
-use crate::{EmailAddress, PhoneNumber, PhoneRegion, Timestamp, text};
+use crate::{EmailAddress, PhoneNumber, PhoneRegion, text};
 
 /// The kind of record a custom field belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,8 +114,8 @@ pub struct CustomFieldDefinition {
     /// The allowed values of `enum` and `multi_enum` fields, in display order.
     pub options: Vec<String>,
     pub description: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A custom field definition as a client sends it.

@@ -4,7 +4,6 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::Timestamp;
 use crate::user::Role;
 
 /// Every key starts with this, so leaked keys are easy to spot and scan for.
@@ -20,9 +19,9 @@ pub struct ApiKey {
     pub prefix: String,
     /// The user the key acts for, when it belongs to one.
     pub user_id: Option<Uuid>,
-    pub created_at: Timestamp,
-    pub last_used_at: Option<Timestamp>,
-    pub revoked_at: Option<Timestamp>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Formats 32 random bytes as a key: `rk_` and 64 hex digits.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ValidationErrors;
-use crate::{Timestamp, text};
+use crate::text;
 
 /// The longest note body, in characters.
 pub const MAX_NOTE_CHARS: usize = 100_000;
@@ -21,8 +21,8 @@ pub struct Note {
     /// The user who wrote it.
     pub author_id: Option<Uuid>,
     pub pinned: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ValidationErrors;
-use crate::{Birthday, Patch, Timestamp, text};
+use crate::{Birthday, Patch, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -70,8 +70,8 @@ pub struct Relation {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "2005-04-02"))]
     pub related_birthday: Option<Birthday>,
     pub notes: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ValidationErrors;
-use crate::{Patch, Timestamp, text};
+use crate::{Patch, text};
 
 /// A tag name: trimmed, inner whitespace collapsed, 1–64 characters, compared case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Tag {
     pub contact_count: i64,
     /// How many companies carry the tag.
     pub company_count: i64,
-    pub created_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ValidationErrors;
-use crate::{EmailAddress, Timestamp, text};
+use crate::{EmailAddress, text};
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -72,8 +72,8 @@ pub struct User {
     pub role: Role,
     /// Deactivated users keep their records and history but cannot sign in.
     pub active: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,0 +1,102 @@
+//! Rapport's HTTP edge: the REST API under `/api/v1` with its OpenAPI document, the
+//! operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the HTML pages.
+
+pub mod api;
+pub mod auth;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::middleware;
+use rapport_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, Problem};
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 408 and abandoned.
+    pub request_timeout: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<WebConfig>,
+    pub keys: Arc<auth::KeyCache>,
+    pub metrics: telemetry::Metrics,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: WebConfig) -> Self {
+        Self { store, config: Arc::new(config), keys: Arc::new(auth::KeyCache::default()), metrics: telemetry::Metrics::global() }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(api::contacts::routes())
+        .merge(api::companies::routes())
+        .merge(api::links::routes())
+        .merge(api::relations::routes())
+        .merge(api::notes::routes())
+        .merge(api::tags::routes())
+        .merge(api::custom_fields::routes())
+        .merge(api::users::routes())
+        .fallback(ops::api_not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    });
+
+    Router::new()
+        .nest("/api/v1", v1)
+        .merge(ops::routes())
+        .merge(docs::routes())
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), telemetry::record))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        .layer(CatchPanicLayer::custom(ops::panic_response))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let maintenance = tokio::spawn(ops::maintenance(state));
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    maintenance.abort();
+    result
+}

@@ -1,0 +1,69 @@
+//! Operations endpoints and background upkeep.
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Json, Router, routing::get};
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers too.
+async fn readyz(State(s): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready", "database": "ok"})).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "error"}))).into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "timeout"}))).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+/// Unknown `/api/v1/...` routes answer problem+json like everything else there.
+pub async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("there is no API route {}; see /api/docs", uri.path()))
+}
+
+pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::Internal("a request handler panicked".into()).into_response()
+}
+
+/// Periodic upkeep that any instance may do: forgets day-old idempotency keys.
+pub async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = state.store.now() - chrono::Duration::hours(24);
+        match state.store.purge_idempotency_keys(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "forgot old idempotency keys"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}

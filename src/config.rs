@@ -1,0 +1,111 @@
+//! Configuration: built-in defaults, then `rapport.toml`, then `RAPPORT_*` environment
+//! variables, then command-line flags — each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// `sqlite://PATH` (default `sqlite://rapport.db`) or `postgres://USER@HOST/DB`.
+    pub database_url: String,
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    /// ISO 3166 region used to read phone numbers written without `+country`.
+    pub phone_region: String,
+    /// `text` (human-friendly) or `json` (one JSON object per line, for log shippers).
+    pub log_format: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds before a request is abandoned with 408.
+    pub request_timeout_secs: u64,
+    /// PostgreSQL connections per instance.
+    pub pg_max_connections: u32,
+    /// SQLite reader connections.
+    pub sqlite_readers: u32,
+    /// When set and no API key exists yet, this becomes an admin key (for automated setups).
+    pub bootstrap_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://rapport.db".into(),
+            bind: "127.0.0.1:8080".into(),
+            phone_region: "US".into(),
+            log_format: "text".into(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            pg_max_connections: 16,
+            sqlite_readers: 8,
+            bootstrap_key: None,
+        }
+    }
+}
+
+/// Values given on the command line; only the ones present override.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is the `--config` path; without it `./rapport.toml` is read
+    /// when present.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
+                fig = fig.merge(Toml::file(path));
+            }
+            None => {
+                let default = PathBuf::from("rapport.toml");
+                if default.exists() {
+                    fig = fig.merge(Toml::file(default));
+                }
+            }
+        }
+        // Only the known keys: RAPPORT_TEST_DATABASE_URL and friends belong to the test suite.
+        let known = [
+            "database_url",
+            "bind",
+            "phone_region",
+            "log_format",
+            "max_body_bytes",
+            "request_timeout_secs",
+            "pg_max_connections",
+            "sqlite_readers",
+            "bootstrap_key",
+        ];
+        fig = fig.merge(Env::prefixed("RAPPORT_").filter(move |k| known.contains(&k.as_str().to_ascii_lowercase().as_str())));
+        fig = fig.merge(Serialized::defaults(overrides));
+        fig.extract().context("invalid configuration (check rapport.toml and RAPPORT_* variables)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("rapport.toml", "bind = \"0.0.0.0:1\"\nphone_region = \"DE\"\ndatabase_url = \"sqlite://file.db\"")?;
+            jail.set_env("RAPPORT_PHONE_REGION", "PH");
+            jail.set_env("RAPPORT_DATABASE_URL", "sqlite://env.db");
+            jail.set_env("RAPPORT_TEST_DATABASE_URL", "postgres://ignored");
+            let c = Config::load(None, Overrides { database_url: Some("sqlite://flag.db".into()), bind: None }).unwrap();
+            assert_eq!(c.bind, "0.0.0.0:1");
+            assert_eq!(c.phone_region, "PH");
+            assert_eq!(c.database_url, "sqlite://flag.db");
+            Ok(())
+        });
+    }
+}
