@@ -95,6 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn flags_beat_environment_beat_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("rapport.toml", "bind = \"0.0.0.0:1\"\nphone_region = \"DE\"\ndatabase_url = \"sqlite://file.db\"")?;

@@ -311,13 +311,14 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let summary = demo::seed(&store, args.contacts, 2026, &progress).await?;
         bar.finish_and_clear();
         eprintln!(
-            "Created {} users, {} contacts, {} companies, {} relations and {} notes in {}.",
+            "Created {} users, {} contacts, {} companies, {} relations and {} notes in {} (the owner is {}).",
             summary.users,
             summary.contacts,
             summary.companies,
             summary.relations,
             summary.notes,
-            url.redacted()
+            url.redacted(),
+            summary.admin_email
         );
     } else {
         eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());

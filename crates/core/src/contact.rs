@@ -566,8 +566,8 @@ mod tests {
             tags: vec![],
             custom_fields: input.custom_fields,
             external_ids: vec![],
-            created_at: Timestamp::default(),
-            updated_at: Timestamp::default(),
+            created_at: chrono::DateTime::<chrono::Utc>::default(),
+            updated_at: chrono::DateTime::<chrono::Utc>::default(),
         };
         let patch: ContactPatch = serde_json::from_value(json!({"last_name":"Reyes","custom_fields":{"a":null,"c":3}})).unwrap();
         let draft = patch.apply(&contact);

@@ -431,8 +431,8 @@ mod tests {
             required,
             options: options.iter().map(|s| s.to_string()).collect(),
             description: None,
-            created_at: Timestamp::default(),
-            updated_at: Timestamp::default(),
+            created_at: chrono::DateTime::<chrono::Utc>::default(),
+            updated_at: chrono::DateTime::<chrono::Utc>::default(),
         }
     }
 

@@ -137,9 +137,20 @@ pub(crate) fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Contact> {
 /// custom fields fit the catalogue, and no other contact has these emails or external ids.
 fn prepare(tx: &mut dyn Tx, store: &Store, draft: ContactDraft, id: Uuid) -> Result<ContactInput> {
     let opts = store.options();
-    let mut input = ContactInput::parse(draft, opts.phone_region, store.now().date_naive())?;
+    let fields = draft.custom_fields.clone().unwrap_or_default();
+    let catalogue = catalogue(tx, RecordType::Contact)?;
+    // Report problems with custom fields together with the others, so one answer lists all.
+    let mut input = match ContactInput::parse(draft, opts.phone_region, store.now().date_naive()) {
+        Ok(i) => i,
+        Err(mut errs) => {
+            if let Err(more) = catalogue.validate(fields, opts.phone_region) {
+                errs.errors.extend(more.errors);
+            }
+            return Err(errs.into());
+        }
+    };
     check_user(tx, input.owner_id, "owner_id")?;
-    input.custom_fields = catalogue(tx, RecordType::Contact)?.validate(std::mem::take(&mut input.custom_fields), opts.phone_region)?;
+    input.custom_fields = catalogue.validate(std::mem::take(&mut input.custom_fields), opts.phone_region)?;
     for (i, e) in input.emails.iter().enumerate() {
         if let Some(r) = tx.query_opt(
             "SELECT contact_id FROM contact_emails WHERE address = $1 AND contact_id <> $2",

@@ -94,7 +94,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Names the field for unknown/missing-field errors, whose path is the parent object.
 fn data_error(path: &str, message: &str) -> FieldError {
     let parent = if path == "." { "" } else { path };
-    let join = |name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+    // For unknown fields the path already ends with the field; for missing ones it is the parent.
+    let join = |name: &str| {
+        if parent.is_empty() {
+            name.to_string()
+        } else if parent == name || parent.ends_with(&format!(".{name}")) {
+            parent.to_string()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
     for prefix in ["unknown field `", "missing field `"] {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some(name) = rest.split('`').next()
