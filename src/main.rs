@@ -19,10 +19,15 @@ use rapport_web::{AppState, WebConfig};
 use crate::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "rapport", version, about = "Rapport, a relationship-first CRM", long_about = "Rapport, a relationship-first CRM.\n\n\
+#[command(
+    name = "rapport",
+    version,
+    about = "Rapport, a relationship-first CRM",
+    long_about = "Rapport, a relationship-first CRM.\n\n\
 Runs on an embedded SQLite file by default (./rapport.db) and on PostgreSQL with --database-url postgres://….\n\
 Settings come from flags, then RAPPORT_* environment variables, then rapport.toml.\n\n\
-Start here: `rapport demo` serves a demo business and prints a login.")]
+Start here: `rapport demo` serves a demo business and prints a login."
+)]
 struct Cli {
     /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB [env: RAPPORT_DATABASE_URL]
     #[arg(long, global = true)]
@@ -170,7 +175,10 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate => {
             let c = config.clone();
             tokio::task::spawn_blocking(move || open_store(&c)).await??;
-            println!("The database at {} is up to date.", DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted());
+            println!(
+                "The database at {} is up to date.",
+                DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted()
+            );
             Ok(())
         }
         Command::Keys(cmd) => keys(config, cmd).await,
@@ -195,9 +203,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_store(store: Store, config: &Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+    let listener =
+        tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let web = WebConfig { max_body_bytes: config.max_body_bytes, request_timeout: Duration::from_secs(config.request_timeout_secs) };
+    let web =
+        WebConfig { max_body_bytes: config.max_body_bytes, request_timeout: Duration::from_secs(config.request_timeout_secs) };
     tracing::info!(%addr, database = %DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted(), "Rapport is serving");
     rapport_web::serve(listener, AppState::new(store, web), shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -228,7 +238,12 @@ async fn keys(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create { name, role } => {
             let created = store.create_key(name, role, None, None, false).await?.context("the key was not created")?;
-            eprintln!("Created {} key '{}' ({}). Store it now; it cannot be shown again:", role.as_str(), created.key.name, created.key.id);
+            eprintln!(
+                "Created {} key '{}' ({}). Store it now; it cannot be shown again:",
+                role.as_str(),
+                created.key.name,
+                created.key.id
+            );
             println!("{}", created.secret);
         }
         KeysCommand::List => {
@@ -257,28 +272,45 @@ async fn users(config: Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let store = connect(&config).await?;
     match cmd {
         UsersCommand::Create { email, name, admin, role, password_stdin } => {
-            if password_stdin {
+            let password_hash = if password_stdin {
                 let mut pw = String::new();
                 std::io::stdin().read_to_string(&mut pw).context("could not read the password from standard input")?;
-                if pw.trim().len() < 8 {
-                    bail!("the password must be at least 8 characters");
-                }
-                eprintln!("note: passwords are used once web sign-in is available; the user is created now");
-            }
+                // A trailing newline from `echo` or a terminal is not part of the password.
+                let pw = pw.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pw);
+                Some(rapport_web::password::hash(pw).map_err(anyhow::Error::msg)?)
+            } else {
+                None
+            };
             let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
             let role = if admin { Role::Admin } else { role };
             let draft = UserDraft { name: Some(name), email: Some(email), role: Some(role), active: Some(true) };
-            match store.create_user(draft, None).await {
-                Ok(rapport_store::Created::New(u)) => println!("Created {} {} <{}> ({})", u.role.as_str(), u.name, u.email, u.id),
-                Ok(rapport_store::Created::Replayed { .. }) => {}
+            let created = match password_hash {
+                Some(hash) => store.create_user_with_password(draft, hash).await,
+                None => store.create_user(draft, None).await.map(|c| match c {
+                    rapport_store::Created::New(u) => u,
+                    rapport_store::Created::Replayed { .. } => unreachable!("no idempotency key was given"),
+                }),
+            };
+            match created {
+                Ok(u) => println!("Created {} {} <{}> ({})", u.role.as_str(), u.name, u.email, u.id),
                 Err(rapport_store::StoreError::Invalid(v)) => bail!("{v}"),
+                Err(rapport_store::StoreError::Conflict { message, .. }) => bail!("{message}"),
                 Err(e) => return Err(e.into()),
             }
         }
         UsersCommand::List => {
-            let page = store.list_users(Default::default(), rapport_store::PageRequest { limit: Some(500), ..Default::default() }).await?;
+            let page = store
+                .list_users(Default::default(), rapport_store::PageRequest { limit: Some(500), ..Default::default() })
+                .await?;
             for u in page.data {
-                println!("{}  {:<8}  {:<6}  {} <{}>", u.id, u.role.as_str(), if u.active { "active" } else { "off" }, u.name, u.email);
+                println!(
+                    "{}  {:<8}  {:<6}  {} <{}>",
+                    u.id,
+                    u.role.as_str(),
+                    if u.active { "active" } else { "off" },
+                    u.name,
+                    u.email
+                );
             }
         }
     }

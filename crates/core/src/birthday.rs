@@ -23,8 +23,7 @@ impl Birthday {
             let month: u8 = m.parse().map_err(|_| bad())?;
             let day: u8 = d.parse().map_err(|_| bad())?;
             // 2000 is a leap year, so 29 February is accepted without a year.
-            NaiveDate::from_ymd_opt(2000, month.into(), day.into())
-                .ok_or_else(|| format!("'{s}' is not a day of the year"))?;
+            NaiveDate::from_ymd_opt(2000, month.into(), day.into()).ok_or_else(|| format!("'{s}' is not a day of the year"))?;
             return Ok(Self { month, day, year: None });
         }
         let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;

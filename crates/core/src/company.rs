@@ -195,7 +195,12 @@ impl CompanyLinkInput {
 
     pub fn patched(current: &CompanyLink, p: CompanyLinkPatch) -> Result<Self, ValidationErrors> {
         let role = text::optional(p.role.apply(current.role.clone()), "role", 100).map_err(ValidationErrors::from)?;
-        Ok(Self { contact_id: current.contact_id, company_id: current.company_id, role, primary: p.primary.unwrap_or(current.primary) })
+        Ok(Self {
+            contact_id: current.contact_id,
+            company_id: current.company_id,
+            role,
+            primary: p.primary.unwrap_or(current.primary),
+        })
     }
 }
 
@@ -205,10 +210,17 @@ mod tests {
 
     #[test]
     fn company_needs_a_name_and_a_known_size() {
-        let err = CompanyInput::parse(CompanyDraft { size: Some("huge".into()), domain: Some("nope".into()), ..Default::default() }).unwrap_err();
+        let err =
+            CompanyInput::parse(CompanyDraft { size: Some("huge".into()), domain: Some("nope".into()), ..Default::default() })
+                .unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "domain", "size"]);
-        let ok = CompanyInput::parse(CompanyDraft { name: Some(" Acme ".into()), domain: Some("https://www.acme.com/".into()), ..Default::default() }).unwrap();
+        let ok = CompanyInput::parse(CompanyDraft {
+            name: Some(" Acme ".into()),
+            domain: Some("https://www.acme.com/".into()),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!((ok.name.as_str(), ok.domain.as_deref()), ("Acme", Some("acme.com")));
     }
 }

@@ -76,10 +76,7 @@ impl Contact {
             tags: Some(self.tags.clone()),
             custom_fields: Some(self.custom_fields.clone()),
             external_ids: Some(
-                self.external_ids
-                    .iter()
-                    .map(|x| ExternalIdDraft { source: x.source.clone(), id: x.id.clone() })
-                    .collect(),
+                self.external_ids.iter().map(|x| ExternalIdDraft { source: x.source.clone(), id: x.id.clone() }).collect(),
             ),
         }
     }
@@ -273,7 +270,8 @@ impl ContactPatch {
         d.first_name = self.first_name.apply(d.first_name);
         d.middle_name = self.middle_name.apply(d.middle_name);
         d.last_name = self.last_name.apply(d.last_name);
-        let derived_before = derive_display_name(current.first_name.as_deref(), current.middle_name.as_deref(), current.last_name.as_deref());
+        let derived_before =
+            derive_display_name(current.first_name.as_deref(), current.middle_name.as_deref(), current.last_name.as_deref());
         d.display_name = match self.display_name {
             Patch::Missing if names_changed && derived_before.as_deref() == Some(current.display_name.as_str()) => None,
             other => other.apply(d.display_name),
@@ -489,11 +487,15 @@ fn parse_external_ids(raw: Vec<ExternalIdDraft>, errs: &mut ValidationErrors) ->
     }
     let mut out: Vec<ExternalId> = Vec::with_capacity(raw.len());
     for (i, x) in raw.into_iter().enumerate() {
-        let source = errs.take(text::required(Some(x.source), &format!("external_ids[{i}].source"), 64).map(|s| s.to_lowercase()));
+        let source =
+            errs.take(text::required(Some(x.source), &format!("external_ids[{i}].source"), 64).map(|s| s.to_lowercase()));
         let id = errs.take(text::required(Some(x.id), &format!("external_ids[{i}].id"), 200));
         if let (Some(source), Some(id)) = (source, id) {
             if out.iter().any(|o| o.source == source) {
-                errs.push(format!("external_ids[{i}].source"), format!("'{source}' is listed twice; a contact has one id per source"));
+                errs.push(
+                    format!("external_ids[{i}].source"),
+                    format!("'{source}' is listed twice; a contact has one id per source"),
+                );
             } else {
                 out.push(ExternalId { source, id });
             }
@@ -535,7 +537,10 @@ mod tests {
             "phones":[{"number":"banana"}],"birthday":"31/12/1990","time_zone":"Nowhere/Land","address":{"country":"Philippines"}}))
         .unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["emails[0].address", "emails[2].primary", "phones[0].number", "birthday", "time_zone", "address.country"]);
+        assert_eq!(
+            fields,
+            ["emails[0].address", "emails[2].primary", "phones[0].number", "birthday", "time_zone", "address.country"]
+        );
     }
 
     #[test]

@@ -355,7 +355,9 @@ fn normalise(def: &CustomFieldDefinition, value: Value, region: PhoneRegion) -> 
             Value::Array(items) => {
                 let mut out: Vec<Value> = Vec::with_capacity(items.len());
                 for item in items {
-                    let Value::String(s) = item else { return Err(format!("every item must be a string, got {}", json_kind(&item))) };
+                    let Value::String(s) = item else {
+                        return Err(format!("every item must be a string, got {}", json_kind(&item)));
+                    };
                     let v = Value::String(match_option(def, &s)?);
                     if !out.contains(&v) {
                         out.push(v);
@@ -472,7 +474,10 @@ mod tests {
             .validate(map(json!({"shoe_size":"big","member_since":"14/03/2020","colour":"red"})), PhoneRegion::default())
             .unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["custom_fields.colour", "custom_fields.member_since", "custom_fields.shoe_size", "custom_fields.plan"]);
+        assert_eq!(
+            fields,
+            ["custom_fields.colour", "custom_fields.member_since", "custom_fields.shoe_size", "custom_fields.plan"]
+        );
         assert!(err.errors[3].message.contains("required"));
     }
 

@@ -58,7 +58,9 @@ impl NoteInput {
         let mut errs = ValidationErrors::default();
         match (d.contact_id, d.company_id) {
             (None, None) => errs.push("contact_id", "a note belongs to a contact or a company: give contact_id or company_id"),
-            (Some(_), Some(_)) => errs.push("company_id", "a note belongs to one record: give contact_id or company_id, not both"),
+            (Some(_), Some(_)) => {
+                errs.push("company_id", "a note belongs to one record: give contact_id or company_id, not both")
+            }
             _ => {}
         }
         let body = errs.take(text::required(d.body, "body", MAX_NOTE_CHARS));

@@ -44,10 +44,7 @@ impl PhoneNumber {
             return Err("is longer than 64 characters".into());
         }
         let parsed = phonenumber::parse(Some(default_region.0), trimmed).map_err(|_| {
-            format!(
-                "'{trimmed}' is not a phone number (numbers without a +country prefix are read as {})",
-                default_region.code()
-            )
+            format!("'{trimmed}' is not a phone number (numbers without a +country prefix are read as {})", default_region.code())
         })?;
         if !phonenumber::is_valid(&parsed) {
             return Err(format!("'{trimmed}' is not a valid phone number for its country"));

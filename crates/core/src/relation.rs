@@ -215,7 +215,12 @@ mod tests {
     fn needs_someone_and_a_consistent_kind() {
         let id = Uuid::now_v7();
         let err = RelationInput::parse(
-            RelationDraft { contact_id: Some(id), kind: Some(RelationKind::Custom), related_contact_id: Some(id), ..Default::default() },
+            RelationDraft {
+                contact_id: Some(id),
+                kind: Some(RelationKind::Custom),
+                related_contact_id: Some(id),
+                ..Default::default()
+            },
             today(),
         )
         .unwrap_err();

@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn colours() {
-        let ok = TagInput::parse(TagDraft { name: Some("vip".into()), color: Some("#FFAA00".into()), description: None }).unwrap();
+        let ok =
+            TagInput::parse(TagDraft { name: Some("vip".into()), color: Some("#FFAA00".into()), description: None }).unwrap();
         assert_eq!(ok.color.as_deref(), Some("#ffaa00"));
         let bad = TagInput::parse(TagDraft { name: None, color: Some("red".into()), description: None }).unwrap_err();
         assert_eq!(bad.errors.len(), 2);

@@ -76,7 +76,11 @@ pub fn domain(raw: Option<String>, field: &str) -> Result<Option<String>, FieldE
     let host = host.strip_prefix("www.").unwrap_or(host);
     let valid = host.contains('.')
         && host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if valid { Ok(Some(host.to_string())) } else { Err(FieldError::new(field, format!("'{d}' is not a domain such as example.com"))) }
+    if valid {
+        Ok(Some(host.to_string()))
+    } else {
+        Err(FieldError::new(field, format!("'{d}' is not a domain such as example.com")))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use rapport_core::custom_field::RecordType;
 use rapport_core::{EmailAddress, Timestamp, new_id};
 use uuid::Uuid;
 
-use crate::common::{birthday_at, birthday_values, catalogue, check_user, json_bool, json_object, json_str, resolve_tags, string_list};
+use crate::common::{
+    birthday_at, birthday_values, catalogue, check_user, json_bool, json_object, json_str, resolve_tags, string_list,
+};
 use crate::db::{Dialect, Tx};
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind, contains_pattern};
@@ -48,8 +50,10 @@ fn select(d: Dialect) -> &'static str {
     };
     cell.get_or_init(|| {
         let emails = d.json_agg(&[("address", "e.address"), ("label", "e.label"), ("primary", "e.is_primary")], "e.position");
-        let phones =
-            d.json_agg(&[("number", "p.raw"), ("e164", "p.e164"), ("label", "p.label"), ("primary", "p.is_primary")], "p.position");
+        let phones = d.json_agg(
+            &[("number", "p.raw"), ("e164", "p.e164"), ("label", "p.label"), ("primary", "p.is_primary")],
+            "p.position",
+        );
         let tags = d.json_agg(&[("", "t.name")], "t.name_key");
         let ext = d.json_agg(&[("source", "x.source"), ("id", "x.external_id")], "x.source");
         format!(
@@ -100,7 +104,10 @@ fn map_row(r: Row) -> Result<Contact> {
     let external_ids = match r.json(25)? {
         serde_json::Value::Array(items) => items
             .iter()
-            .map(|x| ExternalId { source: json_str(x.get("source")).unwrap_or_default(), id: json_str(x.get("id")).unwrap_or_default() })
+            .map(|x| ExternalId {
+                source: json_str(x.get("source")).unwrap_or_default(),
+                id: json_str(x.get("id")).unwrap_or_default(),
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -243,7 +250,10 @@ pub(crate) fn insert(tx: &mut dyn Tx, store: &Store, draft: ContactDraft) -> Res
     params.push(now.into());
     params.push(now.into());
     let placeholders: Vec<String> = (1..=params.len()).map(|i| format!("${i}")).collect();
-    tx.execute(&format!("INSERT INTO contacts ({COLUMNS}, created_at, updated_at) VALUES ({})", placeholders.join(", ")), &params)?;
+    tx.execute(
+        &format!("INSERT INTO contacts ({COLUMNS}, created_at, updated_at) VALUES ({})", placeholders.join(", ")),
+        &params,
+    )?;
     write_children(tx, id, &input, now)?;
     load(tx, id)
 }

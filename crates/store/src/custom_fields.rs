@@ -1,7 +1,9 @@
 //! The custom field catalogue. Deleting a definition also removes its values from every
 //! record, so no record is left holding a field that no longer validates.
 
-use rapport_core::custom_field::{CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch, CustomFieldSpec, FieldKind, RecordType};
+use rapport_core::custom_field::{
+    CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch, CustomFieldSpec, FieldKind, RecordType,
+};
 use rapport_core::new_id;
 use uuid::Uuid;
 
@@ -39,7 +41,10 @@ fn map_row(r: Row) -> Result<CustomFieldDefinition> {
 /// Every definition (of one record type, when given), in key order.
 pub(crate) fn load_all(tx: &mut dyn Tx, record_type: Option<RecordType>) -> Result<Vec<CustomFieldDefinition>> {
     let rows = match record_type {
-        Some(rt) => tx.query(&format!("{SELECT} FROM custom_field_definitions f WHERE f.record_type = $1 ORDER BY f.key"), &[rt.as_str().into()])?,
+        Some(rt) => tx.query(
+            &format!("{SELECT} FROM custom_field_definitions f WHERE f.record_type = $1 ORDER BY f.key"),
+            &[rt.as_str().into()],
+        )?,
         None => tx.query(&format!("{SELECT} FROM custom_field_definitions f ORDER BY f.record_type, f.key"), &[])?,
     };
     rows.into_iter().map(map_row).collect()
@@ -68,18 +73,31 @@ fn check_required_filled(tx: &mut dyn Tx, spec: &CustomFieldSpec) -> Result<()> 
         crate::db::Dialect::Sqlite => "json_extract(custom_fields, '$.\"' || $1 || '\"') IS NULL",
         crate::db::Dialect::Postgres => "NOT (custom_fields ? $1::text)",
     };
-    let n = tx.query_one(&format!("SELECT COUNT(*) FROM {} WHERE {missing_expr}", table_of(spec.record_type)), &[spec.key.as_str().into()])?.i64(0)?;
+    let n = tx
+        .query_one(
+            &format!("SELECT COUNT(*) FROM {} WHERE {missing_expr}", table_of(spec.record_type)),
+            &[spec.key.as_str().into()],
+        )?
+        .i64(0)?;
     if n > 0 {
         return Err(StoreError::conflict(
             "required",
-            format!("{n} existing {} have no value for '{}'; fill them in before making it required", table_of(spec.record_type), spec.key),
+            format!(
+                "{n} existing {} have no value for '{}'; fill them in before making it required",
+                table_of(spec.record_type),
+                spec.key
+            ),
         ));
     }
     Ok(())
 }
 
 impl Store {
-    pub async fn create_custom_field(&self, draft: CustomFieldDraft, idem: Option<IdempotencyKey>) -> Result<Created<CustomFieldDefinition>> {
+    pub async fn create_custom_field(
+        &self,
+        draft: CustomFieldDraft,
+        idem: Option<IdempotencyKey>,
+    ) -> Result<Created<CustomFieldDefinition>> {
         let now = self.now();
         self.create_once(idem, move |tx| {
             let spec = CustomFieldSpec::parse(draft)?;
@@ -145,7 +163,11 @@ impl Store {
         .await
     }
 
-    pub async fn list_custom_fields(&self, record_type: Option<RecordType>, page: PageRequest) -> Result<Page<CustomFieldDefinition>> {
+    pub async fn list_custom_fields(
+        &self,
+        record_type: Option<RecordType>,
+        page: PageRequest,
+    ) -> Result<Page<CustomFieldDefinition>> {
         self.read(move |tx| {
             let mut q = ListQuery::new(&page, SORTS, "key", "f.id")?;
             if let Some(rt) = record_type {

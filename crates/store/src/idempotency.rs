@@ -24,7 +24,10 @@ pub struct IdempotencyKey {
 pub enum Created<T> {
     New(T),
     /// A retry: the answer given the first time.
-    Replayed { status: u16, body: serde_json::Value },
+    Replayed {
+        status: u16,
+        body: serde_json::Value,
+    },
 }
 
 fn replay<T>(tx: &mut dyn Tx, k: &IdempotencyKey) -> Result<Option<Created<T>>> {
@@ -34,9 +37,7 @@ fn replay<T>(tx: &mut dyn Tx, k: &IdempotencyKey) -> Result<Option<Created<T>>> 
     )?;
     match row {
         None => Ok(None),
-        Some(r) if r.string(0)? == k.fingerprint => {
-            Ok(Some(Created::Replayed { status: r.i64(1)? as u16, body: r.json(2)? }))
-        }
+        Some(r) if r.string(0)? == k.fingerprint => Ok(Some(Created::Replayed { status: r.i64(1)? as u16, body: r.json(2)? })),
         Some(_) => Err(StoreError::IdempotencyMismatch),
     }
 }

@@ -58,7 +58,14 @@ fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
 impl Store {
     /// Creates a key and returns its secret. With `only_if_none`, does nothing (returns None)
     /// when any key exists already: the bootstrap path.
-    pub async fn create_key(&self, name: String, role: Role, user_id: Option<Uuid>, secret: Option<String>, only_if_none: bool) -> Result<Option<NewKey>> {
+    pub async fn create_key(
+        &self,
+        name: String,
+        role: Role,
+        user_id: Option<Uuid>,
+        secret: Option<String>,
+        only_if_none: bool,
+    ) -> Result<Option<NewKey>> {
         let name = name.trim().to_string();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(StoreError::invalid("name", "a key needs a name of 1 to 100 characters"));
@@ -116,7 +123,10 @@ impl Store {
     pub async fn authenticate_key(&self, secret: String) -> Result<Option<AuthenticatedKey>> {
         let digest = hash_key(&secret);
         self.read(move |tx| {
-            let row = tx.query_opt("SELECT id, name, role, user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", &[Value::Bytes(digest)])?;
+            let row = tx.query_opt(
+                "SELECT id, name, role, user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                &[Value::Bytes(digest)],
+            )?;
             row.map(|r| {
                 let role = r.string(2)?;
                 Ok(AuthenticatedKey {
@@ -133,6 +143,9 @@ impl Store {
 
     /// Records that a key was used (called at most every few minutes per key).
     pub async fn touch_key(&self, id: Uuid, at: Timestamp) -> Result<()> {
-        self.write(move |tx| tx.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", &[id.into(), at.into()]).map(|_| ())).await
+        self.write(move |tx| {
+            tx.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", &[id.into(), at.into()]).map(|_| ())
+        })
+        .await
     }
 }

@@ -2,9 +2,9 @@
 //! SQLite (an embedded file, the default) and PostgreSQL (for scale-out) — with the same
 //! repositories, written once against the [`db::Tx`] seam, and migrations for each.
 
-mod contacts;
 mod common;
 mod companies;
+mod contacts;
 mod custom_fields;
 pub mod db;
 mod error;
@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use rapport_core::{Clock, PhoneRegion, SystemClock};
 
-pub use contacts::ContactFilter;
 pub use companies::CompanyFilter;
+pub use contacts::ContactFilter;
 pub use error::StoreError;
 pub use idempotency::{Created, IdempotencyKey};
 pub use keys::{AuthenticatedKey, NewKey};
@@ -142,12 +142,11 @@ impl Store {
             DatabaseUrl::Sqlite(path) => {
                 Backend::Sqlite(sqlite::SqliteBackend::open(path, options.sqlite_readers, |tx| migrate::apply(tx).map(|_| ()))?)
             }
-            DatabaseUrl::Postgres(u) => Backend::Postgres(postgres::PgBackend::open(
-                u,
-                options.pg_schema.as_deref(),
-                options.pg_max_connections,
-                |tx| migrate::apply(tx).map(|_| ()),
-            )?),
+            DatabaseUrl::Postgres(u) => {
+                Backend::Postgres(postgres::PgBackend::open(u, options.pg_schema.as_deref(), options.pg_max_connections, |tx| {
+                    migrate::apply(tx).map(|_| ())
+                })?)
+            }
         };
         Ok(Self { inner: Arc::new(Inner { backend, options }) })
     }

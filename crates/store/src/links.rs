@@ -32,7 +32,10 @@ fn map_row(r: Row) -> Result<CompanyLink> {
 }
 
 fn load(tx: &mut dyn Tx, id: Uuid) -> Result<CompanyLink> {
-    map_row(tx.query_opt(&format!("{SELECT} FROM contact_companies l WHERE l.id = $1"), &[id.into()])?.ok_or_else(|| StoreError::not_found("link", id))?)
+    map_row(
+        tx.query_opt(&format!("{SELECT} FROM contact_companies l WHERE l.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("link", id))?,
+    )
 }
 
 /// A contact has at most one primary company: marking one clears the others.

@@ -82,7 +82,10 @@ impl ListQuery {
         };
         let sort = *fields.iter().find(|f| f.name == name).ok_or_else(|| {
             let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
-            StoreError::invalid("sort", format!("cannot sort by '{name}'; use one of {} (prefix - for descending)", names.join(", ")))
+            StoreError::invalid(
+                "sort",
+                format!("cannot sort by '{name}'; use one of {} (prefix - for descending)", names.join(", ")),
+            )
         })?;
         let mut q = Self {
             conditions: Vec::new(),
@@ -201,12 +204,7 @@ mod tests {
     #[test]
     fn rejects_bad_limits_sorts_and_cursors() {
         let q = |limit, sort: &str, cursor: &str| {
-            ListQuery::new(
-                &PageRequest { limit, sort: Some(sort.into()), cursor: Some(cursor.into()) },
-                &FIELDS,
-                "name",
-                "c.id",
-            )
+            ListQuery::new(&PageRequest { limit, sort: Some(sort.into()), cursor: Some(cursor.into()) }, &FIELDS, "name", "c.id")
         };
         assert!(matches!(q(Some(0), "name", ""), Err(StoreError::Invalid(e)) if e.errors[0].field == "limit"));
         assert!(matches!(q(Some(501), "name", ""), Err(StoreError::Invalid(_))));
@@ -220,13 +218,20 @@ mod tests {
     fn cursor_round_trip_adds_keyset_condition() {
         let q = ListQuery::new(&PageRequest { limit: Some(1), ..Default::default() }, &FIELDS, "name", "c.id").unwrap();
         let id = Uuid::now_v7();
-        let rows = vec![Row(vec![Value::Uuid(id), Value::Text("ana".into())]), Row(vec![Value::Uuid(id), Value::Text("bo".into())])];
+        let rows =
+            vec![Row(vec![Value::Uuid(id), Value::Text("ana".into())]), Row(vec![Value::Uuid(id), Value::Text("bo".into())])];
         let page = q.page(rows, |r| r.uuid(0), |r| r.string(1)).unwrap();
         assert_eq!(page.data, ["ana"]);
         let cursor = page.next_cursor.unwrap();
-        let next = ListQuery::new(&PageRequest { cursor: Some(cursor.clone()), ..Default::default() }, &FIELDS, "name", "c.id").unwrap();
+        let next =
+            ListQuery::new(&PageRequest { cursor: Some(cursor.clone()), ..Default::default() }, &FIELDS, "name", "c.id").unwrap();
         assert!(next.sql("SELECT c.id", "FROM contacts c").contains("(c.name_key > $1 OR (c.name_key = $1 AND c.id > $2))"));
-        let wrong_sort = ListQuery::new(&PageRequest { cursor: Some(cursor), sort: Some("-name".into()), ..Default::default() }, &FIELDS, "name", "c.id");
+        let wrong_sort = ListQuery::new(
+            &PageRequest { cursor: Some(cursor), sort: Some("-name".into()), ..Default::default() },
+            &FIELDS,
+            "name",
+            "c.id",
+        );
         assert!(wrong_sort.is_err());
     }
 

@@ -39,12 +39,20 @@ fn map_row(r: Row) -> Result<Note> {
 }
 
 fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Note> {
-    map_row(tx.query_opt(&format!("{SELECT} FROM notes n WHERE n.id = $1"), &[id.into()])?.ok_or_else(|| StoreError::not_found("note", id))?)
+    map_row(
+        tx.query_opt(&format!("{SELECT} FROM notes n WHERE n.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("note", id))?,
+    )
 }
 
 impl Store {
     /// `default_author` (the caller's user) is used when the draft names no author.
-    pub async fn create_note(&self, mut draft: NoteDraft, default_author: Option<Uuid>, idem: Option<IdempotencyKey>) -> Result<Created<Note>> {
+    pub async fn create_note(
+        &self,
+        mut draft: NoteDraft,
+        default_author: Option<Uuid>,
+        idem: Option<IdempotencyKey>,
+    ) -> Result<Created<Note>> {
         let now = self.now();
         draft.author_id = draft.author_id.or(default_author);
         self.create_once(idem, move |tx| {

@@ -45,7 +45,10 @@ fn map_row(r: Row) -> Result<Relation> {
 }
 
 fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Relation> {
-    map_row(tx.query_opt(&format!("{SELECT} {FROM} WHERE r.id = $1"), &[id.into()])?.ok_or_else(|| StoreError::not_found("relation", id))?)
+    map_row(
+        tx.query_opt(&format!("{SELECT} {FROM} WHERE r.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("relation", id))?,
+    )
 }
 
 fn check(tx: &mut dyn Tx, input: &RelationInput) -> Result<()> {

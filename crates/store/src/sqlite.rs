@@ -63,7 +63,11 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteBackend {
     /// Opens (creating if needed) the database file and runs `init` (migrations) on the
     /// writer connection before any other connection is handed out.
-    pub(crate) fn open(path: &Path, readers: u32, init: impl FnOnce(&mut dyn Tx) -> Result<(), StoreError>) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        readers: u32,
+        init: impl FnOnce(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display())))?;
@@ -237,8 +241,9 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         let msg = msg.clone().unwrap_or_default();
         match f.code {
-            ErrorCode::ConstraintViolation if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
             {
                 return StoreError::Conflict { field: String::new(), message: format!("already exists ({msg})") };
             }

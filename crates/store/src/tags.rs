@@ -37,12 +37,20 @@ fn map_row(r: Row) -> Result<Tag> {
 }
 
 fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Tag> {
-    map_row(tx.query_opt(&format!("{SELECT} FROM tags t WHERE t.id = $1"), &[id.into()])?.ok_or_else(|| StoreError::not_found("tag", id))?)
+    map_row(
+        tx.query_opt(&format!("{SELECT} FROM tags t WHERE t.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("tag", id))?,
+    )
 }
 
 fn check_unique(tx: &mut dyn Tx, input: &TagInput, except: Uuid) -> Result<()> {
-    if let Some(r) = tx.query_opt("SELECT id FROM tags WHERE name_key = $1 AND id <> $2", &[input.name.key().into(), except.into()])? {
-        return Err(StoreError::conflict("name", format!("a tag named '{}' already exists (id {})", input.name.as_str(), r.uuid(0)?)));
+    if let Some(r) =
+        tx.query_opt("SELECT id FROM tags WHERE name_key = $1 AND id <> $2", &[input.name.key().into(), except.into()])?
+    {
+        return Err(StoreError::conflict(
+            "name",
+            format!("a tag named '{}' already exists (id {})", input.name.as_str(), r.uuid(0)?),
+        ));
     }
     Ok(())
 }
@@ -56,7 +64,14 @@ impl Store {
             check_unique(tx, &input, id)?;
             tx.execute(
                 "INSERT INTO tags (id, name, name_key, color, description, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[id.into(), input.name.as_str().into(), input.name.key().into(), input.color.into(), input.description.into(), now.into()],
+                &[
+                    id.into(),
+                    input.name.as_str().into(),
+                    input.name.key().into(),
+                    input.color.into(),
+                    input.description.into(),
+                    now.into(),
+                ],
             )?;
             load(tx, id)
         })

@@ -38,7 +38,10 @@ fn map_row(r: Row) -> Result<User> {
 }
 
 pub(crate) fn load(tx: &mut dyn Tx, id: Uuid) -> Result<User> {
-    map_row(tx.query_opt(&format!("{SELECT} FROM users u WHERE u.id = $1"), &[id.into()])?.ok_or_else(|| StoreError::not_found("user", id))?)
+    map_row(
+        tx.query_opt(&format!("{SELECT} FROM users u WHERE u.id = $1"), &[id.into()])?
+            .ok_or_else(|| StoreError::not_found("user", id))?,
+    )
 }
 
 fn check_email(tx: &mut dyn Tx, email: &EmailAddress, except: Uuid) -> Result<()> {
@@ -54,7 +57,10 @@ fn check_last_admin(tx: &mut dyn Tx, current: &User, next_role: Role, next_activ
     let stays_admin = next_role == Role::Admin && next_active;
     if was_admin && !stays_admin {
         let others = tx
-            .query_one("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = $1 AND id <> $2", &[true.into(), current.id.into()])?
+            .query_one(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = $1 AND id <> $2",
+                &[true.into(), current.id.into()],
+            )?
             .i64(0)?;
         if others == 0 {
             return Err(StoreError::conflict("role", "this is the last active admin; make someone else admin first"));
@@ -63,7 +69,12 @@ fn check_last_admin(tx: &mut dyn Tx, current: &User, next_role: Role, next_activ
     Ok(())
 }
 
-pub(crate) fn insert(tx: &mut dyn Tx, input: &UserInput, password_hash: Option<&str>, now: rapport_core::Timestamp) -> Result<User> {
+pub(crate) fn insert(
+    tx: &mut dyn Tx,
+    input: &UserInput,
+    password_hash: Option<&str>,
+    now: rapport_core::Timestamp,
+) -> Result<User> {
     let id = new_id();
     check_email(tx, &input.email, id)?;
     tx.execute(
@@ -88,6 +99,12 @@ impl Store {
     pub async fn create_user(&self, draft: UserDraft, idem: Option<IdempotencyKey>) -> Result<Created<User>> {
         let now = self.now();
         self.create_once(idem, move |tx| insert(tx, &UserInput::parse(draft)?, None, now)).await
+    }
+
+    /// Creates a user who can sign in; `password_hash` is a PHC string (argon2id).
+    pub async fn create_user_with_password(&self, draft: UserDraft, password_hash: String) -> Result<User> {
+        let now = self.now();
+        self.write(move |tx| insert(tx, &UserInput::parse(draft)?, Some(&password_hash), now)).await
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<User> {

@@ -152,7 +152,8 @@ fn render(spec: &Value) -> String {
             let Some(ops) = item.as_object() else { continue };
             for method in ["get", "post", "patch", "put", "delete"] {
                 let Some(op) = ops.get(method) else { continue };
-                let in_tag = op["tags"].as_array().is_some_and(|t| t.iter().any(|x| x.as_str().map(escape).as_deref() == Some(tag)));
+                let in_tag =
+                    op["tags"].as_array().is_some_and(|t| t.iter().any(|x| x.as_str().map(escape).as_deref() == Some(tag)));
                 if !in_tag {
                     continue;
                 }
@@ -210,7 +211,8 @@ fn render(spec: &Value) -> String {
             if let Some(d) = schema.get("description").and_then(Value::as_str) {
                 let _ = write!(h, "<p>{}</p>", escape(d));
             }
-            let required: Vec<&str> = schema["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let required: Vec<&str> =
+                schema["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             if let Some(props) = schema["properties"].as_object() {
                 h.push_str("<table><tr><th>field</th><th>type</th><th>description</th></tr>");
                 for (field, p) in props {

@@ -143,7 +143,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CreateBody<T> {
         let key = match req.headers().get("idempotency-key") {
             None => None,
             Some(v) => {
-                let k = v.to_str().map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))?.trim().to_string();
+                let k =
+                    v.to_str().map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))?.trim().to_string();
                 if k.is_empty() || k.len() > 255 {
                     return Err(ApiError::bad_field("Idempotency-Key", "must be 1 to 255 characters"));
                 }
@@ -179,7 +180,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
             let message = err.into_inner().to_string();
             let fe = data_error(&path, &message);
             let field = if fe.field == "body" { "query".to_string() } else { fe.field };
-            let message = if fe.message.starts_with("is not a known field") { "is not a known query parameter".to_string() } else { fe.message };
+            let message = if fe.message.starts_with("is not a known field") {
+                "is not a known query parameter".to_string()
+            } else {
+                fe.message
+            };
             ApiError::bad_field(field, message)
         })
     }

@@ -16,9 +16,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(CompanyList, Company);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/companies", get(list).post(create))
-        .route("/companies/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/companies", get(list).post(create)).route("/companies/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /companies`. Every given filter must hold.
@@ -74,7 +72,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = Uuid, Path)), request_body = CompanyPatch,
     responses((status = 200, body = Company), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<CompanyPatch>) -> ApiResult<Json<Company>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<CompanyPatch>,
+) -> ApiResult<Json<Company>> {
     c.can_write()?;
     Ok(Json(s.store.update_company(parse_id(&id, "company")?, patch).await?))
 }

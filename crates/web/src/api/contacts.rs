@@ -17,9 +17,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(ContactList, Contact);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/contacts", get(list).post(create))
-        .route("/contacts/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/contacts", get(list).post(create)).route("/contacts/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /contacts`. Every given filter must hold.
@@ -98,7 +96,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), request_body = ContactPatch,
     responses((status = 200, body = Contact), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<ContactPatch>) -> ApiResult<Json<Contact>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<ContactPatch>,
+) -> ApiResult<Json<Contact>> {
     c.can_write()?;
     Ok(Json(s.store.update_contact(parse_id(&id, "contact")?, patch).await?))
 }
@@ -113,4 +116,3 @@ pub async fn remove(State(s): State<AppState>, c: Caller, Path(id): Path<String>
     s.store.delete_contact(parse_id(&id, "contact")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -2,9 +2,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Json, Router, routing::get};
+use rapport_core::custom_field::RecordType;
 use rapport_core::custom_field::{CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch};
 use serde::Deserialize;
-use rapport_core::custom_field::RecordType;
 
 use super::{created, list_of, page_request};
 use crate::AppState;
@@ -65,7 +65,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/custom-fields/{id}", tag = "custom fields", params(("id" = Uuid, Path)), request_body = CustomFieldPatch,
     responses((status = 200, body = CustomFieldDefinition), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<CustomFieldPatch>) -> ApiResult<Json<CustomFieldDefinition>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<CustomFieldPatch>,
+) -> ApiResult<Json<CustomFieldDefinition>> {
     c.can_manage_catalogue()?;
     Ok(Json(s.store.update_custom_field(parse_id(&id, "custom field")?, patch).await?))
 }

@@ -16,9 +16,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(LinkList, CompanyLink);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/links", get(list).post(create))
-        .route("/links/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/links", get(list).post(create)).route("/links/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /links`. Every given filter must hold.
@@ -69,7 +67,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/links/{id}", tag = "links", params(("id" = Uuid, Path)), request_body = CompanyLinkPatch,
     responses((status = 200, body = CompanyLink), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<CompanyLinkPatch>) -> ApiResult<Json<CompanyLink>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<CompanyLinkPatch>,
+) -> ApiResult<Json<CompanyLink>> {
     c.can_write()?;
     Ok(Json(s.store.update_link(parse_id(&id, "link")?, patch).await?))
 }

@@ -16,9 +16,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(NoteList, Note);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/notes", get(list).post(create))
-        .route("/notes/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/notes", get(list).post(create)).route("/notes/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /notes`. Every given filter must hold.
@@ -71,7 +69,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/notes/{id}", tag = "notes", params(("id" = Uuid, Path)), request_body = NotePatch,
     responses((status = 200, body = Note), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<NotePatch>) -> ApiResult<Json<Note>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<NotePatch>,
+) -> ApiResult<Json<Note>> {
     c.can_write()?;
     Ok(Json(s.store.update_note(parse_id(&id, "note")?, patch).await?))
 }

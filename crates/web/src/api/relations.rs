@@ -2,11 +2,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Json, Router, routing::get};
+use rapport_core::relation::RelationKind;
 use rapport_core::relation::{Relation, RelationDraft, RelationPatch};
 use rapport_store::RelationFilter;
 use serde::Deserialize;
 use uuid::Uuid;
-use rapport_core::relation::RelationKind;
 
 use super::{created, list_of, page_request};
 use crate::AppState;
@@ -17,9 +17,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(RelationList, Relation);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/relations", get(list).post(create))
-        .route("/relations/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/relations", get(list).post(create)).route("/relations/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /relations`. Every given filter must hold.
@@ -71,7 +69,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/relations/{id}", tag = "relations", params(("id" = Uuid, Path)), request_body = RelationPatch,
     responses((status = 200, body = Relation), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<RelationPatch>) -> ApiResult<Json<Relation>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<RelationPatch>,
+) -> ApiResult<Json<Relation>> {
     c.can_write()?;
     Ok(Json(s.store.update_relation(parse_id(&id, "relation")?, patch).await?))
 }

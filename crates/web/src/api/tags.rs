@@ -15,9 +15,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(TagList, Tag);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/tags", get(list).post(create))
-        .route("/tags/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/tags", get(list).post(create)).route("/tags/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /tags`. Every given filter must hold.
@@ -66,7 +64,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/tags/{id}", tag = "tags", params(("id" = Uuid, Path)), request_body = TagPatch,
     responses((status = 200, body = Tag), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<TagPatch>) -> ApiResult<Json<Tag>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<TagPatch>,
+) -> ApiResult<Json<Tag>> {
     c.can_write()?;
     Ok(Json(s.store.update_tag(parse_id(&id, "tag")?, patch).await?))
 }

@@ -2,10 +2,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Json, Router, routing::get};
+use rapport_core::user::Role;
 use rapport_core::user::{User, UserDraft, UserPatch};
 use rapport_store::UserFilter;
 use serde::Deserialize;
-use rapport_core::user::Role;
 
 use super::{created, list_of, page_request};
 use crate::AppState;
@@ -16,9 +16,7 @@ use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 list_of!(UserList, User);
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list).post(create))
-        .route("/users/{id}", get(read).patch(update).delete(remove))
+    Router::new().route("/users", get(list).post(create)).route("/users/{id}", get(read).patch(update).delete(remove))
 }
 
 /// Query of `GET /users`. Every given filter must hold.
@@ -69,7 +67,12 @@ pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>)
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UserPatch,
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(patch): JsonBody<UserPatch>) -> ApiResult<Json<User>> {
+pub async fn update(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<UserPatch>,
+) -> ApiResult<Json<User>> {
     c.can_manage_users()?;
     Ok(Json(s.store.update_user(parse_id(&id, "user")?, patch).await?))
 }
