@@ -48,7 +48,7 @@ CREATE TABLE contacts (
     address_country     TEXT,
     source              TEXT,
     owner_id            UUID REFERENCES users (id) ON DELETE SET NULL,
-    custom_fields       TEXT NOT NULL DEFAULT '{}',
+    custom_fields       JSONB NOT NULL DEFAULT '{}',
     created_at          TIMESTAMPTZ NOT NULL,
     updated_at          TIMESTAMPTZ NOT NULL
 );
