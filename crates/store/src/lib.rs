@@ -242,3 +242,69 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
     }
 }
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+    use rapport_core::tag::TagDraft;
+
+    fn open_temp() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("t.db")), StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// Concurrent writes share transactions, yet a failing write is undone alone and every
+    /// caller learns its own outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_group_does_not_undo_the_others() {
+        let (_dir, store) = open_temp();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            // Every tenth name repeats an earlier one and must fail with a conflict.
+            let name = if i % 10 == 9 { format!("tag {}", i - 9) } else { format!("tag {i}") };
+            tasks
+                .push(tokio::spawn(async move { s.create_tag(TagDraft { name: Some(name), ..Default::default() }, None).await }));
+        }
+        let mut ok = 0;
+        let mut conflicts = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::Conflict { .. }) => conflicts += 1,
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!((ok, conflicts), (180, 20));
+        let stored = store.read(|tx| tx.query_one("SELECT COUNT(*) FROM tags", &[])?.i64(0)).await.unwrap();
+        assert_eq!(stored, 180);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_errors_leaves_nothing_behind() {
+        let (_dir, store) = open_temp();
+        let r: Result<()> = store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO tags (id, name, name_key, created_at) VALUES ($1, 'a', 'a', $2)",
+                    &[rapport_core::new_id().into(), chrono::Utc::now().into()],
+                )?;
+                Err(StoreError::invalid("x", "changed my mind"))
+            })
+            .await;
+        assert!(r.is_err());
+        let n = store.read(|tx| tx.query_one("SELECT COUNT(*) FROM tags", &[])?.i64(0)).await.unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn reopening_applies_no_migration_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        drop(Store::open(&url, StoreOptions::default()).unwrap());
+        let store = Store::open(&url, StoreOptions::default()).unwrap();
+        let versions = store.read(|tx| migrate::applied_versions(tx)).await.unwrap();
+        assert_eq!(versions, vec![1]);
+    }
+}
