@@ -207,7 +207,16 @@ impl Store {
                     });
                     (ok, finish)
                 });
-                b.submit(job)?;
+                if let Some(job) = b.try_submit(job)? {
+                    // The queue is full: wait for room off the async runtime.
+                    let inner = self.inner.clone();
+                    tokio::task::spawn_blocking(move || match &inner.backend {
+                        Backend::Sqlite(b) => b.submit(job),
+                        Backend::Postgres(_) => unreachable!("matched above"),
+                    })
+                    .await
+                    .map_err(|e| StoreError::Database(format!("write task failed: {e}")))??;
+                }
                 result.await.map_err(|_| StoreError::Database("the write was abandoned (see the server log)".into()))?
             }
             Backend::Postgres(_) => {

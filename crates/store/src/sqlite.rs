@@ -92,6 +92,16 @@ impl SqliteBackend {
         &self.path
     }
 
+    /// Queues a write without blocking; hands the job back when the queue is full.
+    pub(crate) fn try_submit(&self, job: WriteJob) -> Result<Option<WriteJob>, StoreError> {
+        match self.writer.try_send(job) {
+            Ok(()) => Ok(None),
+            Err(mpsc::TrySendError::Full(job)) => Ok(Some(job)),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("the SQLite writer has stopped".into())),
+        }
+    }
+
+    /// Queues a write, waiting for room in the queue.
     pub(crate) fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
         self.writer.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
     }
