@@ -333,7 +333,7 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if store.count_contacts().await? == 0 {
         let bar = indicatif::ProgressBar::new(args.contacts as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("Creating the demo business {bar:40.cyan/blue} {pos}/{len} contacts ({eta})")
+            indicatif::ProgressStyle::with_template("Creating the demo business {bar:40.cyan/blue} {pos}/{len} records ({eta})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let progress = |done: u64, total: u64| {

@@ -43,7 +43,11 @@ impl PhoneNumber {
         if trimmed.len() > 64 {
             return Err("is longer than 64 characters".into());
         }
-        let parsed = phonenumber::parse(Some(default_region.0), trimmed).map_err(|_| {
+        // With a `+country` prefix the default region must not take part: phonenumber 0.3
+        // otherwise strips a leading 1 from some foreign numbers as if it were the US trunk
+        // prefix (+49 171… became +4971…).
+        let region = if trimmed.starts_with('+') { None } else { Some(default_region.0) };
+        let parsed = phonenumber::parse(region, trimmed).map_err(|_| {
             format!("'{trimmed}' is not a phone number (numbers without a +country prefix are read as {})", default_region.code())
         })?;
         if !phonenumber::is_valid(&parsed) {
@@ -93,6 +97,19 @@ mod tests {
         let us = PhoneNumber::parse("(415) 555-2671", PhoneRegion::default()).unwrap();
         assert_eq!(us.e164(), "+14155552671");
         assert_eq!(us.digits(), "14155552671");
+    }
+
+    #[test]
+    fn international_numbers_ignore_the_default_region() {
+        for (raw, e164) in [
+            ("+49 171 2345678", "+491712345678"),
+            ("+86 138 0013 8000", "+8613800138000"),
+            ("+82 10-2345-6789", "+821023456789"),
+            ("+55 11 91234-5678", "+5511912345678"),
+        ] {
+            let p = PhoneNumber::parse(raw, PhoneRegion::default()).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(p.e164(), e164, "{raw}");
+        }
     }
 
     #[test]
