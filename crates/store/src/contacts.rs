@@ -292,7 +292,7 @@ impl Store {
 
     pub async fn update_contact(&self, id: Uuid, patch: ContactPatch) -> Result<Contact> {
         let store = self.clone();
-        self.write(move |tx| {
+        self.write_checked(move |tx| {
             let current = load(tx, id)?;
             let input = prepare(tx, &store, patch.apply(&current), id)?;
             let mut params = row_values(id, &input);

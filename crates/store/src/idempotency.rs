@@ -55,12 +55,12 @@ impl Store {
     pub(crate) async fn create_once<T, F>(&self, idem: Option<IdempotencyKey>, f: F) -> Result<Created<T>>
     where
         T: Serialize + Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Clone + Send + 'static,
     {
         let now = self.now();
         let key = idem.clone();
         let outcome = self
-            .write(move |tx| {
+            .write_checked(move |tx| {
                 if let Some(k) = &key
                     && let Some(done) = replay(tx, k)?
                 {
@@ -81,6 +81,21 @@ impl Store {
                 _ => Err(e),
             },
             (outcome, _) => outcome,
+        }
+    }
+
+    /// A write whose checks run inside it (an email must be unused, …). When a unique index
+    /// still catches a concurrent duplicate (possible on PostgreSQL, where writers run in
+    /// parallel), the write is tried once more: its checks then see the committed row and
+    /// report which field conflicts.
+    pub(crate) async fn write_checked<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Clone + Send + 'static,
+    {
+        match self.write(f.clone()).await {
+            Err(StoreError::Conflict { field, .. }) if field.is_empty() => self.write(f).await,
+            other => other,
         }
     }
 

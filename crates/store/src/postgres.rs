@@ -14,7 +14,21 @@ use crate::db::{Dialect, Tx};
 use crate::value::{Row, Value};
 
 pub(crate) struct PgBackend {
-    pool: r2d2::Pool<PgManager>,
+    /// Always `Some` until dropped.
+    pool: Option<r2d2::Pool<PgManager>>,
+}
+
+impl Drop for PgBackend {
+    /// Closing a synchronous `postgres::Client` runs a small runtime of its own, which panics
+    /// on a thread that is driving an async runtime; so the pool is closed on a plain thread.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let closer = std::thread::Builder::new().name("rapport-pg-close".into()).spawn(move || drop(pool));
+            if let Ok(handle) = closer {
+                let _ = handle.join();
+            }
+        }
+    }
 }
 
 pub(crate) struct PgConn {
@@ -65,13 +79,14 @@ impl PgBackend {
             .test_on_check_out(false)
             .build(PgManager { config })
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        let backend = Self { pool };
+        let backend = Self { pool: Some(pool) };
         backend.transaction(init)?;
         Ok(backend)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {e}")))
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {e}")))
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {

@@ -35,6 +35,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("{message}")]
     Conflict { field: String, message: String },
     #[error("{0}")]
@@ -51,6 +53,17 @@ impl ApiError {
     pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let e = FieldError::new(field, message);
         Self::BadRequest { detail: format!("{}: {}", e.field, e.message), errors: vec![e] }
+    }
+}
+
+impl ApiError {
+    /// For errors of list queries: a bad `limit`, `sort`, `cursor` or filter value is a bad
+    /// request (400), not invalid data (422).
+    pub fn query(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(v) => ApiError::BadRequest { detail: format!("invalid query parameters: {v}"), errors: v.errors },
+            other => other.into(),
+        }
     }
 }
 
@@ -84,6 +97,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {

@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::custom_fields::routes())
         .merge(api::users::routes())
         .fallback(ops::api_not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
 
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -82,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .merge(ops::routes())
         .merge(docs::routes())
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), telemetry::record))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))

@@ -52,6 +52,22 @@ pub async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("there is no API route {}; see /api/docs", uri.path()))
 }
 
+/// Outside `/api/v1`: problem+json under `/api`, a small page elsewhere.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api") {
+        return api_not_found(uri).await.into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        Html("<!doctype html><title>Not found · Rapport</title><p>There is no page here. <a href=\"/\">Start page</a></p>"),
+    )
+        .into_response()
+}
+
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}; see /api/docs", uri.path())).into_response()
+}
+
 pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal("a request handler panicked".into()).into_response()
 }

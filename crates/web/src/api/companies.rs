@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(CompanyList, Company);
@@ -47,7 +47,7 @@ pub struct ListParams {
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListParams>) -> ApiResult<Json<CompanyList>> {
     let filter = CompanyFilter { q: p.q, domain: p.domain, industry: p.industry, tag: p.tag, owner_id: p.owner_id };
-    Ok(Json(s.store.list_companies(filter, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(s.store.list_companies(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
 /// Create a company

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(ContactList, Contact);
@@ -65,7 +65,7 @@ pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListP
         created_before: p.created_before,
         updated_after: p.updated_after,
     };
-    Ok(Json(s.store.list_contacts(filter, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(s.store.list_contacts(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
 /// Create a contact

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(CustomFieldList, CustomFieldDefinition);
@@ -40,7 +40,9 @@ pub struct ListParams {
     responses((status = 200, body = CustomFieldList), (status = 400, body = Problem), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListParams>) -> ApiResult<Json<CustomFieldList>> {
-    Ok(Json(s.store.list_custom_fields(p.record_type, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(
+        s.store.list_custom_fields(p.record_type, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into(),
+    ))
 }
 
 /// Create a custom field

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(LinkList, CompanyLink);
@@ -42,7 +42,7 @@ pub struct ListParams {
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListParams>) -> ApiResult<Json<LinkList>> {
     let filter = LinkFilter { contact_id: p.contact_id, company_id: p.company_id };
-    Ok(Json(s.store.list_links(filter, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(s.store.list_links(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
 /// Create a link

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(RelationList, Relation);
@@ -44,7 +44,7 @@ pub struct ListParams {
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListParams>) -> ApiResult<Json<RelationList>> {
     let filter = RelationFilter { contact_id: p.contact_id, related_contact_id: p.related_contact_id, kind: p.kind };
-    Ok(Json(s.store.list_relations(filter, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(s.store.list_relations(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
 /// Create a relation

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{created, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{CreateBody, JsonBody, Params, parse_id};
 
 list_of!(TagList, Tag);
@@ -39,7 +39,7 @@ pub struct ListParams {
     security(("bearer" = [])))]
 pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListParams>) -> ApiResult<Json<TagList>> {
     let filter = TagFilter { q: p.q };
-    Ok(Json(s.store.list_tags(filter, page_request(p.limit, p.cursor, p.sort)).await?.into()))
+    Ok(Json(s.store.list_tags(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
 /// Create a tag
