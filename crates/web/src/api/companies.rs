@@ -1,23 +1,17 @@
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::{Json, Router, routing::get};
+use axum::Json;
+use axum::extract::State;
 use rapport_core::company::{Company, CompanyDraft, CompanyPatch};
 use rapport_store::CompanyFilter;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{created, list_of, page_request};
+use super::{item_handlers, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{CreateBody, JsonBody, Params, parse_id};
+use crate::extract::Params;
 
 list_of!(CompanyList, Company);
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/companies", get(list).post(create)).route("/companies/{id}", get(read).patch(update).delete(remove))
-}
 
 /// Query of `GET /companies`. Every given filter must hold.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -50,45 +44,15 @@ pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListP
     Ok(Json(s.store.list_companies(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
-/// Create a company
-#[utoipa::path(post, path = "/api/v1/companies", tag = "companies", request_body = CompanyDraft,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 201, body = Company), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create(State(s): State<AppState>, c: Caller, body: CreateBody<CompanyDraft>) -> ApiResult<Response> {
-    c.can_write()?;
-    let idem = body.idempotency.map(|i| i.for_key(c.key_id()));
-    Ok(created(s.store.create_company(body.value, idem).await?))
-}
+item_handlers! {
+    paths: ("/companies", "/companies/{id}", "/api/v1/companies", "/api/v1/companies/{id}"),
+    tag: "companies",
+    entity: "company",
+    types: (Company, CompanyDraft, CompanyPatch),
+    allowed: can_write,
+    store: (create_company, get_company, update_company, delete_company),
+    create_args: |c| (),
+    docs: ("Create a company", "Get a company", "Update a company", "Delete a company
 
-/// Get a company
-#[utoipa::path(get, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Company), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>) -> ApiResult<Json<Company>> {
-    Ok(Json(s.store.get_company(parse_id(&id, "company")?).await?))
-}
-
-/// Update a company
-#[utoipa::path(patch, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = Uuid, Path)), request_body = CompanyPatch,
-    responses((status = 200, body = Company), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn update(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<String>,
-    JsonBody(patch): JsonBody<CompanyPatch>,
-) -> ApiResult<Json<Company>> {
-    c.can_write()?;
-    Ok(Json(s.store.update_company(parse_id(&id, "company")?, patch).await?))
-}
-
-/// Delete a company
-///
-/// Its notes, tags and contact links go with it; the contacts stay.
-#[utoipa::path(delete, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn remove(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    c.can_write()?;
-    s.store.delete_company(parse_id(&id, "company")?).await?;
-    Ok(StatusCode::NO_CONTENT)
+Its notes, tags and contact links go with it; the contacts stay."),
 }

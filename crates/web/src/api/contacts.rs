@@ -1,24 +1,18 @@
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::{Json, Router, routing::get};
+use axum::Json;
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rapport_core::contact::{Contact, ContactDraft, ContactPatch};
 use rapport_store::ContactFilter;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{created, list_of, page_request};
+use super::{item_handlers, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{CreateBody, JsonBody, Params, parse_id};
+use crate::extract::Params;
 
 list_of!(ContactList, Contact);
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/contacts", get(list).post(create)).route("/contacts/{id}", get(read).patch(update).delete(remove))
-}
 
 /// Query of `GET /contacts`. Every given filter must hold.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -68,51 +62,21 @@ pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListP
     Ok(Json(s.store.list_contacts(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
-/// Create a contact
-///
-/// Phones are normalised to E.164 (numbers without `+country` are read in the configured
-/// default region). Send an `Idempotency-Key` header to make retries safe.
-#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = ContactDraft,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 201, body = Contact), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create(State(s): State<AppState>, c: Caller, body: CreateBody<ContactDraft>) -> ApiResult<Response> {
-    c.can_write()?;
-    let idem = body.idempotency.map(|i| i.for_key(c.key_id()));
-    Ok(created(s.store.create_contact(body.value, idem).await?))
-}
+item_handlers! {
+    paths: ("/contacts", "/contacts/{id}", "/api/v1/contacts", "/api/v1/contacts/{id}"),
+    tag: "contacts",
+    entity: "contact",
+    types: (Contact, ContactDraft, ContactPatch),
+    allowed: can_write,
+    store: (create_contact, get_contact, update_contact, delete_contact),
+    create_args: |c| (),
+    docs: ("Create a contact
 
-/// Get a contact
-#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Contact), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>) -> ApiResult<Json<Contact>> {
-    Ok(Json(s.store.get_contact(parse_id(&id, "contact")?).await?))
-}
+Phones are normalised to E.164 (numbers without `+country` are read in the configured
+default region). Send an `Idempotency-Key` header to make retries safe.", "Get a contact", "Update a contact
 
-/// Update a contact
-///
-/// Absent fields stay as they are, `null` clears a field. Lists (emails, phones, tags,
-/// external_ids) are replaced whole; `custom_fields` is merged key by key.
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), request_body = ContactPatch,
-    responses((status = 200, body = Contact), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn update(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<String>,
-    JsonBody(patch): JsonBody<ContactPatch>,
-) -> ApiResult<Json<Contact>> {
-    c.can_write()?;
-    Ok(Json(s.store.update_contact(parse_id(&id, "contact")?, patch).await?))
-}
+Absent fields stay as they are, `null` clears a field. Lists (emails, phones, tags,
+external_ids) are replaced whole; `custom_fields` is merged key by key.", "Delete a contact
 
-/// Delete a contact
-///
-/// Also deletes their notes, relations and company links.
-#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn remove(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    c.can_write()?;
-    s.store.delete_contact(parse_id(&id, "contact")?).await?;
-    Ok(StatusCode::NO_CONTENT)
+Also deletes their notes, relations and company links."),
 }

@@ -1,24 +1,16 @@
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::{Json, Router, routing::get};
+use axum::Json;
+use axum::extract::State;
 use rapport_core::custom_field::RecordType;
 use rapport_core::custom_field::{CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch};
 use serde::Deserialize;
 
-use super::{created, list_of, page_request};
+use super::{item_handlers, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{CreateBody, JsonBody, Params, parse_id};
+use crate::extract::Params;
 
 list_of!(CustomFieldList, CustomFieldDefinition);
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/custom-fields", get(list).post(create))
-        .route("/custom-fields/{id}", get(read).patch(update).delete(remove))
-}
 
 /// Query of `GET /custom-fields`. Every given filter must hold.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -45,45 +37,15 @@ pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListP
     ))
 }
 
-/// Create a custom field
-#[utoipa::path(post, path = "/api/v1/custom-fields", tag = "custom fields", request_body = CustomFieldDraft,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 201, body = CustomFieldDefinition), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create(State(s): State<AppState>, c: Caller, body: CreateBody<CustomFieldDraft>) -> ApiResult<Response> {
-    c.can_manage_catalogue()?;
-    let idem = body.idempotency.map(|i| i.for_key(c.key_id()));
-    Ok(created(s.store.create_custom_field(body.value, idem).await?))
-}
+item_handlers! {
+    paths: ("/custom-fields", "/custom-fields/{id}", "/api/v1/custom-fields", "/api/v1/custom-fields/{id}"),
+    tag: "custom fields",
+    entity: "custom field",
+    types: (CustomFieldDefinition, CustomFieldDraft, CustomFieldPatch),
+    allowed: can_manage_catalogue,
+    store: (create_custom_field, get_custom_field, update_custom_field, delete_custom_field),
+    create_args: |c| (),
+    docs: ("Create a custom field", "Get a custom field", "Update a custom field", "Delete a custom field
 
-/// Get a custom field
-#[utoipa::path(get, path = "/api/v1/custom-fields/{id}", tag = "custom fields", params(("id" = Uuid, Path)),
-    responses((status = 200, body = CustomFieldDefinition), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>) -> ApiResult<Json<CustomFieldDefinition>> {
-    Ok(Json(s.store.get_custom_field(parse_id(&id, "custom field")?).await?))
-}
-
-/// Update a custom field
-#[utoipa::path(patch, path = "/api/v1/custom-fields/{id}", tag = "custom fields", params(("id" = Uuid, Path)), request_body = CustomFieldPatch,
-    responses((status = 200, body = CustomFieldDefinition), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn update(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<String>,
-    JsonBody(patch): JsonBody<CustomFieldPatch>,
-) -> ApiResult<Json<CustomFieldDefinition>> {
-    c.can_manage_catalogue()?;
-    Ok(Json(s.store.update_custom_field(parse_id(&id, "custom field")?, patch).await?))
-}
-
-/// Delete a custom field
-///
-/// Its values are removed from every record of its type.
-#[utoipa::path(delete, path = "/api/v1/custom-fields/{id}", tag = "custom fields", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn remove(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    c.can_manage_catalogue()?;
-    s.store.delete_custom_field(parse_id(&id, "custom field")?).await?;
-    Ok(StatusCode::NO_CONTENT)
+Its values are removed from every record of its type."),
 }

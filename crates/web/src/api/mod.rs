@@ -50,3 +50,81 @@ macro_rules! list_of {
     };
 }
 pub(crate) use list_of;
+
+/// Declares a resource's routes and its create, read, update and delete handlers, which are
+/// alike for every resource but for types, the role check and the store calls. The list
+/// handler, whose filters differ, stays in each module.
+macro_rules! item_handlers {
+    (
+        paths: ($collection:tt, $item:tt, $api_collection:tt, $api_item:tt),
+        tag: $tag:tt,
+        entity: $entity:tt,
+        types: ($Item:ident, $Draft:ident, $Patch:ident),
+        allowed: $allowed:ident,
+        store: ($create:ident, $get:ident, $update:ident, $delete:ident),
+        create_args: |$caller:ident| ($($arg:expr),*),
+        docs: ($create_doc:tt, $get_doc:tt, $update_doc:tt, $delete_doc:tt $(,)?) $(,)?
+    ) => {
+        pub fn routes() -> axum::Router<crate::AppState> {
+            axum::Router::new()
+                .route($collection, axum::routing::get(list).post(create))
+                .route($item, axum::routing::get(read).patch(update).delete(remove))
+        }
+
+        #[doc = $create_doc]
+        #[utoipa::path(post, path = $api_collection, tag = $tag, request_body = $Draft,
+            params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
+            responses((status = 201, body = $Item), (status = 400, body = Problem), (status = 403, body = Problem),
+                (status = 409, body = Problem), (status = 422, body = Problem)),
+            security(("bearer" = [])))]
+        pub async fn create(
+            axum::extract::State(s): axum::extract::State<crate::AppState>,
+            $caller: crate::auth::Caller,
+            body: crate::extract::CreateBody<$Draft>,
+        ) -> crate::error::ApiResult<axum::response::Response> {
+            $caller.$allowed()?;
+            let idem = body.idempotency.map(|i| i.for_key($caller.key_id()));
+            Ok(crate::api::created(s.store.$create(body.value, $($arg,)* idem).await?))
+        }
+
+        #[doc = $get_doc]
+        #[utoipa::path(get, path = $api_item, tag = $tag, params(("id" = Uuid, Path)),
+            responses((status = 200, body = $Item), (status = 404, body = Problem)), security(("bearer" = [])))]
+        pub async fn read(
+            axum::extract::State(s): axum::extract::State<crate::AppState>,
+            _caller: crate::auth::Caller,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> crate::error::ApiResult<axum::Json<$Item>> {
+            Ok(axum::Json(s.store.$get(crate::extract::parse_id(&id, $entity)?).await?))
+        }
+
+        #[doc = $update_doc]
+        #[utoipa::path(patch, path = $api_item, tag = $tag, params(("id" = Uuid, Path)), request_body = $Patch,
+            responses((status = 200, body = $Item), (status = 403, body = Problem), (status = 404, body = Problem),
+                (status = 409, body = Problem), (status = 422, body = Problem)),
+            security(("bearer" = [])))]
+        pub async fn update(
+            axum::extract::State(s): axum::extract::State<crate::AppState>,
+            caller: crate::auth::Caller,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            crate::extract::JsonBody(patch): crate::extract::JsonBody<$Patch>,
+        ) -> crate::error::ApiResult<axum::Json<$Item>> {
+            caller.$allowed()?;
+            Ok(axum::Json(s.store.$update(crate::extract::parse_id(&id, $entity)?, patch).await?))
+        }
+
+        #[doc = $delete_doc]
+        #[utoipa::path(delete, path = $api_item, tag = $tag, params(("id" = Uuid, Path)),
+            responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+        pub async fn remove(
+            axum::extract::State(s): axum::extract::State<crate::AppState>,
+            caller: crate::auth::Caller,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> crate::error::ApiResult<axum::http::StatusCode> {
+            caller.$allowed()?;
+            s.store.$delete(crate::extract::parse_id(&id, $entity)?).await?;
+            Ok(axum::http::StatusCode::NO_CONTENT)
+        }
+    };
+}
+pub(crate) use item_handlers;

@@ -1,24 +1,18 @@
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::{Json, Router, routing::get};
+use axum::Json;
+use axum::extract::State;
 use rapport_core::relation::RelationKind;
 use rapport_core::relation::{Relation, RelationDraft, RelationPatch};
 use rapport_store::RelationFilter;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{created, list_of, page_request};
+use super::{item_handlers, list_of, page_request};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{CreateBody, JsonBody, Params, parse_id};
+use crate::extract::Params;
 
 list_of!(RelationList, Relation);
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/relations", get(list).post(create)).route("/relations/{id}", get(read).patch(update).delete(remove))
-}
 
 /// Query of `GET /relations`. Every given filter must hold.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -47,45 +41,15 @@ pub async fn list(State(s): State<AppState>, _c: Caller, Params(p): Params<ListP
     Ok(Json(s.store.list_relations(filter, page_request(p.limit, p.cursor, p.sort)).await.map_err(ApiError::query)?.into()))
 }
 
-/// Create a relation
-#[utoipa::path(post, path = "/api/v1/relations", tag = "relations", request_body = RelationDraft,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 201, body = Relation), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn create(State(s): State<AppState>, c: Caller, body: CreateBody<RelationDraft>) -> ApiResult<Response> {
-    c.can_write()?;
-    let idem = body.idempotency.map(|i| i.for_key(c.key_id()));
-    Ok(created(s.store.create_relation(body.value, idem).await?))
-}
+item_handlers! {
+    paths: ("/relations", "/relations/{id}", "/api/v1/relations", "/api/v1/relations/{id}"),
+    tag: "relations",
+    entity: "relation",
+    types: (Relation, RelationDraft, RelationPatch),
+    allowed: can_write,
+    store: (create_relation, get_relation, update_relation, delete_relation),
+    create_args: |c| (),
+    docs: ("Create a relation", "Get a relation", "Update a relation", "Delete a relation
 
-/// Get a relation
-#[utoipa::path(get, path = "/api/v1/relations/{id}", tag = "relations", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Relation), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn read(State(s): State<AppState>, _c: Caller, Path(id): Path<String>) -> ApiResult<Json<Relation>> {
-    Ok(Json(s.store.get_relation(parse_id(&id, "relation")?).await?))
-}
-
-/// Update a relation
-#[utoipa::path(patch, path = "/api/v1/relations/{id}", tag = "relations", params(("id" = Uuid, Path)), request_body = RelationPatch,
-    responses((status = 200, body = Relation), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub async fn update(
-    State(s): State<AppState>,
-    c: Caller,
-    Path(id): Path<String>,
-    JsonBody(patch): JsonBody<RelationPatch>,
-) -> ApiResult<Json<Relation>> {
-    c.can_write()?;
-    Ok(Json(s.store.update_relation(parse_id(&id, "relation")?, patch).await?))
-}
-
-/// Delete a relation
-///
-/// Both people stay.
-#[utoipa::path(delete, path = "/api/v1/relations/{id}", tag = "relations", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn remove(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    c.can_write()?;
-    s.store.delete_relation(parse_id(&id, "relation")?).await?;
-    Ok(StatusCode::NO_CONTENT)
+Both people stay."),
 }
