@@ -1,6 +1,7 @@
 //! `rapport`: the one binary. Serves the API and pages, migrates, manages keys and users,
 //! seeds the demo, and benchmarks itself.
 
+mod bench;
 mod config;
 mod demo;
 
@@ -53,6 +54,16 @@ enum Command {
     Users(UsersCommand),
     /// Create a demo business (a few thousand contacts) and serve it, printing the URL and an admin key
     Demo(DemoArgs),
+    /// Measure Rapport's speed on this machine (see docs/benchmarks.md)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Single-contact reads and creates over HTTP against a large SQLite database, beside the
+    /// throughput of a trivial endpoint of the same server
+    Http(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -184,6 +195,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Users(cmd) => users(config, cmd).await,
         Command::Demo(args) => run_demo(config, args).await,
+        Command::Bench(BenchCommand::Http(args)) => bench::run(args).await,
     }
 }
 

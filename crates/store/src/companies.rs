@@ -118,7 +118,7 @@ impl Store {
     }
 
     pub async fn get_company(&self, id: Uuid) -> Result<Company> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_company(&self, id: Uuid, patch: CompanyPatch) -> Result<Company> {

@@ -134,9 +134,18 @@ fn map_row(r: Row) -> Result<Contact> {
     })
 }
 
+fn select_by_id(d: Dialect) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let cell = match d {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| format!("{} FROM contacts c WHERE c.id = $1", select(d)))
+}
+
 pub(crate) fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Contact> {
-    let sql = format!("{} FROM contacts c WHERE c.id = $1", select(tx.dialect()));
-    let row = tx.query_opt(&sql, &[id.into()])?.ok_or_else(|| StoreError::not_found("contact", id))?;
+    let row = tx.query_opt(select_by_id(tx.dialect()), &[id.into()])?.ok_or_else(|| StoreError::not_found("contact", id))?;
     map_row(row)
 }
 
@@ -287,7 +296,7 @@ impl Store {
     }
 
     pub async fn get_contact(&self, id: Uuid) -> Result<Contact> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_contact(&self, id: Uuid, patch: ContactPatch) -> Result<Contact> {

@@ -131,7 +131,7 @@ impl Store {
     }
 
     pub async fn get_custom_field(&self, id: Uuid) -> Result<CustomFieldDefinition> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_custom_field(&self, id: Uuid, patch: CustomFieldPatch) -> Result<CustomFieldDefinition> {

@@ -69,21 +69,25 @@ impl dyn Tx + '_ {
     }
 }
 
-/// Rewrites `$n` placeholders to SQLite's `?n`, leaving string literals alone.
+/// Rewrites `$n` placeholders to SQLite's `?n`, leaving string literals alone. Runs on every
+/// statement, so it works on bytes and copies untouched runs whole.
 pub fn sqlite_placeholders(sql: &str) -> String {
+    let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut in_str = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_str = !in_str;
-                out.push(c);
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => in_str = !in_str,
+            b'$' if !in_str && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push_str(&sql[run_start..i]);
+                out.push('?');
+                run_start = i + 1;
             }
-            '$' if !in_str && chars.peek().is_some_and(char::is_ascii_digit) => out.push('?'),
-            _ => out.push(c),
+            _ => {}
         }
     }
+    out.push_str(&sql[run_start..]);
     out
 }
 

@@ -122,7 +122,7 @@ impl Store {
     /// Looks a presented secret up; `None` when unknown or revoked.
     pub async fn authenticate_key(&self, secret: String) -> Result<Option<AuthenticatedKey>> {
         let digest = hash_key(&secret);
-        self.read(move |tx| {
+        self.read_point(move |tx| {
             let row = tx.query_opt(
                 "SELECT id, name, role, user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 &[Value::Bytes(digest)],

@@ -189,6 +189,24 @@ impl Store {
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 
+    /// Runs a short read — a lookup by key, a few index probes — right here when the backend
+    /// is SQLite and a reader is free: handing tens of microseconds of work to the blocking
+    /// pool and back costs as much as the work. Anything that may scan belongs in [`read`].
+    ///
+    /// [`read`]: Store::read
+    pub async fn read_point<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        if let Backend::Sqlite(b) = &self.inner.backend
+            && let Some(conn) = b.try_reader()
+        {
+            return sqlite::SqliteBackend::read_with(&conn, f);
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` in a write transaction: committed when it returns Ok, rolled back otherwise.
     /// Returns only once the commit is durable.
     pub async fn write<T, F>(&self, f: F) -> Result<T>

@@ -74,7 +74,7 @@ impl Store {
     }
 
     pub async fn get_link(&self, id: Uuid) -> Result<CompanyLink> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_link(&self, id: Uuid, patch: CompanyLinkPatch) -> Result<CompanyLink> {

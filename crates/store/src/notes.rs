@@ -85,7 +85,7 @@ impl Store {
     }
 
     pub async fn get_note(&self, id: Uuid) -> Result<Note> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_note(&self, id: Uuid, patch: NotePatch) -> Result<Note> {

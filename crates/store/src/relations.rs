@@ -96,7 +96,7 @@ impl Store {
     }
 
     pub async fn get_relation(&self, id: Uuid) -> Result<Relation> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_relation(&self, id: Uuid, patch: RelationPatch) -> Result<Relation> {

@@ -106,6 +106,15 @@ impl SqliteBackend {
         self.writer.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
     }
 
+    /// A reader connection if one is free right now, without waiting.
+    pub(crate) fn try_reader(&self) -> Option<r2d2::PooledConnection<ReaderManager>> {
+        self.readers.try_get()
+    }
+
+    pub(crate) fn read_with<T>(conn: &Connection, f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&mut SqliteTx { conn })
+    }
+
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let conn = self.readers.get().map_err(|e| StoreError::Unavailable(format!("no SQLite reader free: {e}")))?;
         f(&mut SqliteTx { conn: &conn })

@@ -79,7 +79,7 @@ impl Store {
     }
 
     pub async fn get_tag(&self, id: Uuid) -> Result<Tag> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn update_tag(&self, id: Uuid, patch: TagPatch) -> Result<Tag> {

@@ -108,7 +108,7 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<User> {
-        self.read(move |tx| load(tx, id)).await
+        self.read_point(move |tx| load(tx, id)).await
     }
 
     pub async fn find_user_by_email(&self, email: EmailAddress) -> Result<Option<User>> {
