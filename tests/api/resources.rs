@@ -231,6 +231,16 @@ both_backends! {
         app.post("/api/v1/contacts", json!({"first_name":"Bo","custom_fields":{"budget":{"amount_minor":12.5,"currency":"EUR"}}})).await
             .expect_field_problem(422, "custom_fields.budget");
 
+        // An option still in use cannot be removed; an unused one can, and options can be added.
+        let plan_id_path = format!("/api/v1/custom-fields/{}", id_of(&plan));
+        app.patch(&plan_id_path, json!({"options":["Basic"]})).await.expect_field_problem(409, "options");
+        let interests = app.list_all("/api/v1/custom-fields?record_type=contact").await.into_iter().find(|f| f["key"] == "interests").unwrap();
+        let interests_path = format!("/api/v1/custom-fields/{}", id_of(&interests));
+        app.patch(&interests_path, json!({"options":["Spin","Pilates"]})).await.expect_field_problem(409, "options");
+        let r = app.patch(&plan_id_path, json!({"options":["Premium","Gold"]})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(get_contact(app, &ana).await["custom_fields"]["plan"], "Premium");
+
         // Listing the catalogue.
         let keys: Vec<Value> = app.list_all("/api/v1/custom-fields?record_type=contact").await.iter().map(|f| f["key"].clone()).collect();
         assert_eq!(keys, [json!("budget"), json!("interests"), json!("member_since"), json!("plan")]);

@@ -92,6 +92,35 @@ fn check_required_filled(tx: &mut dyn Tx, spec: &CustomFieldSpec) -> Result<()> 
     Ok(())
 }
 
+/// An option may only be removed while no record holds it; otherwise those records would fail
+/// validation on their next, unrelated, change.
+fn check_removed_options_unused(tx: &mut dyn Tx, current: &CustomFieldDefinition, spec: &CustomFieldSpec) -> Result<()> {
+    let table = table_of(spec.record_type);
+    for removed in current.options.iter().filter(|o| !spec.options.contains(o)) {
+        let holds = match (tx.dialect(), spec.kind) {
+            (crate::db::Dialect::Sqlite, FieldKind::MultiEnum) => {
+                "EXISTS (SELECT 1 FROM json_each(custom_fields, '$.\"' || $1 || '\"') WHERE value = $2)"
+            }
+            (crate::db::Dialect::Sqlite, _) => "json_extract(custom_fields, '$.\"' || $1 || '\"') = $2",
+            (crate::db::Dialect::Postgres, FieldKind::MultiEnum) => "(custom_fields -> $1::text) ? $2::text",
+            (crate::db::Dialect::Postgres, _) => "(custom_fields ->> $1::text) = $2::text",
+        };
+        let n = tx
+            .query_one(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {holds}"),
+                &[spec.key.as_str().into(), removed.as_str().into()],
+            )?
+            .i64(0)?;
+        if n > 0 {
+            return Err(StoreError::conflict(
+                "options",
+                format!("'{removed}' is still set on {n} {table}; change those records before removing the option"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub async fn create_custom_field(
         &self,
@@ -142,6 +171,7 @@ impl Store {
             if spec.required && !current.required {
                 check_required_filled(tx, &spec)?;
             }
+            check_removed_options_unused(tx, &current, &spec)?;
             tx.execute(
                 "UPDATE custom_field_definitions SET label = $2, required = $3, options = $4, description = $5, updated_at = $6 WHERE id = $1",
                 &[id.into(), spec.label.into(), spec.required.into(), Value::Json(serde_json::json!(spec.options)), spec.description.into(), now.into()],
