@@ -41,32 +41,49 @@ pub(crate) const SORTS: &[SortField] = &[
     SortField { name: "updated_at", expr: "c.updated_at", kind: SortKind::Time },
 ];
 
-fn select(d: Dialect) -> &'static str {
+fn select(_d: Dialect) -> &'static str {
+    "SELECT c.id, c.display_name, c.first_name, c.middle_name, c.last_name, c.title, \
+     c.birthday_month, c.birthday_day, c.birthday_year, c.time_zone, c.locale, \
+     c.address_street, c.address_street2, c.address_city, c.address_region, c.address_postal_code, c.address_country, \
+     c.source, c.owner_id, c.custom_fields, c.created_at, c.updated_at, c.children"
+}
+
+/// SQL that rebuilds `contacts.children` from the child tables for the contacts selected by
+/// `which` (a condition on `contacts.id` with its own parameters).
+pub(crate) fn refresh_children_sql(d: Dialect, which: &str) -> String {
+    let emails = d.json_agg(&[("address", "e.address"), ("label", "e.label"), ("primary", "e.is_primary")], "e.position");
+    let phones =
+        d.json_agg(&[("number", "p.raw"), ("e164", "p.e164"), ("label", "p.label"), ("primary", "p.is_primary")], "p.position");
+    let tags = d.json_agg(&[("", "t.name")], "t.name_key");
+    let ext = d.json_agg(&[("source", "x.source"), ("id", "x.external_id")], "x.source");
+    let parts = [
+        ("emails", format!("SELECT {emails} FROM contact_emails e WHERE e.contact_id = contacts.id")),
+        ("phones", format!("SELECT {phones} FROM contact_phones p WHERE p.contact_id = contacts.id")),
+        ("tags", format!("SELECT {tags} FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = contacts.id")),
+        ("external_ids", format!("SELECT {ext} FROM contact_external_ids x WHERE x.contact_id = contacts.id")),
+    ];
+    let object = match d {
+        // json() keeps each aggregate a JSON value (not a string) inside the object.
+        Dialect::Sqlite => {
+            let fields: Vec<String> = parts.iter().map(|(k, q)| format!("'{k}', json(({q}))")).collect();
+            format!("json_object({})", fields.join(", "))
+        }
+        Dialect::Postgres => {
+            let fields: Vec<String> = parts.iter().map(|(k, q)| format!("'{k}', ({q})")).collect();
+            format!("jsonb_build_object({})", fields.join(", "))
+        }
+    };
+    format!("UPDATE contacts SET children = {object} WHERE {which}")
+}
+
+fn refresh_one_sql(d: Dialect) -> &'static str {
     static SQLITE: OnceLock<String> = OnceLock::new();
     static POSTGRES: OnceLock<String> = OnceLock::new();
     let cell = match d {
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,
     };
-    cell.get_or_init(|| {
-        let emails = d.json_agg(&[("address", "e.address"), ("label", "e.label"), ("primary", "e.is_primary")], "e.position");
-        let phones = d.json_agg(
-            &[("number", "p.raw"), ("e164", "p.e164"), ("label", "p.label"), ("primary", "p.is_primary")],
-            "p.position",
-        );
-        let tags = d.json_agg(&[("", "t.name")], "t.name_key");
-        let ext = d.json_agg(&[("source", "x.source"), ("id", "x.external_id")], "x.source");
-        format!(
-            "SELECT c.id, c.display_name, c.first_name, c.middle_name, c.last_name, c.title, \
-             c.birthday_month, c.birthday_day, c.birthday_year, c.time_zone, c.locale, \
-             c.address_street, c.address_street2, c.address_city, c.address_region, c.address_postal_code, c.address_country, \
-             c.source, c.owner_id, c.custom_fields, c.created_at, c.updated_at, \
-             (SELECT {emails} FROM contact_emails e WHERE e.contact_id = c.id), \
-             (SELECT {phones} FROM contact_phones p WHERE p.contact_id = c.id), \
-             (SELECT {tags} FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = c.id), \
-             (SELECT {ext} FROM contact_external_ids x WHERE x.contact_id = c.id)"
-        )
-    })
+    cell.get_or_init(|| refresh_children_sql(d, "id = $1"))
 }
 
 fn map_row(r: Row) -> Result<Contact> {
@@ -78,39 +95,36 @@ fn map_row(r: Row) -> Result<Contact> {
         postal_code: r.opt_string(15)?,
         country: r.opt_string(16)?,
     };
-    let emails = match r.json(22)? {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|e| ContactEmail {
-                address: EmailAddress::from_trusted(json_str(e.get("address")).unwrap_or_default()),
-                label: json_str(e.get("label")),
-                primary: json_bool(e.get("primary")),
-            })
-            .collect(),
+    let mut children = json_object(r.json(22)?);
+    let mut list = |key: &str| match children.remove(key) {
+        Some(serde_json::Value::Array(items)) => items,
         _ => Vec::new(),
     };
-    let phones = match r.json(23)? {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|p| ContactPhone {
-                number: json_str(p.get("number")).unwrap_or_default(),
-                e164: json_str(p.get("e164")).unwrap_or_default(),
-                label: json_str(p.get("label")),
-                primary: json_bool(p.get("primary")),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let external_ids = match r.json(25)? {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|x| ExternalId {
-                source: json_str(x.get("source")).unwrap_or_default(),
-                id: json_str(x.get("id")).unwrap_or_default(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let emails = list("emails")
+        .iter()
+        .map(|e| ContactEmail {
+            address: EmailAddress::from_trusted(json_str(e.get("address")).unwrap_or_default()),
+            label: json_str(e.get("label")),
+            primary: json_bool(e.get("primary")),
+        })
+        .collect();
+    let phones = list("phones")
+        .iter()
+        .map(|p| ContactPhone {
+            number: json_str(p.get("number")).unwrap_or_default(),
+            e164: json_str(p.get("e164")).unwrap_or_default(),
+            label: json_str(p.get("label")),
+            primary: json_bool(p.get("primary")),
+        })
+        .collect();
+    let external_ids = list("external_ids")
+        .iter()
+        .map(|x| ExternalId {
+            source: json_str(x.get("source")).unwrap_or_default(),
+            id: json_str(x.get("id")).unwrap_or_default(),
+        })
+        .collect();
+    let tags = string_list(serde_json::Value::Array(list("tags")));
     Ok(Contact {
         id: r.uuid(0)?,
         display_name: r.string(1)?,
@@ -129,7 +143,7 @@ fn map_row(r: Row) -> Result<Contact> {
         updated_at: r.time(21)?,
         emails,
         phones,
-        tags: string_list(r.json(24)?),
+        tags,
         external_ids,
     })
 }
@@ -247,6 +261,7 @@ fn write_children(tx: &mut dyn Tx, id: Uuid, c: &ContactInput, now: Timestamp) -
     for tag_id in resolve_tags(tx, &c.tags, now)? {
         tx.execute("INSERT INTO contact_tags (contact_id, tag_id) VALUES ($1, $2)", &[id.into(), tag_id.into()])?;
     }
+    tx.execute(refresh_one_sql(tx.dialect()), &[id.into()])?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use rapport_core::new_id;
 use rapport_core::tag::{Tag, TagDraft, TagInput, TagPatch};
 use uuid::Uuid;
 
+use crate::contacts;
 use crate::db::Tx;
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind, contains_pattern};
@@ -90,6 +91,10 @@ impl Store {
                 "UPDATE tags SET name = $2, name_key = $3, color = $4, description = $5 WHERE id = $1",
                 &[id.into(), input.name.as_str().into(), input.name.key().into(), input.color.into(), input.description.into()],
             )?;
+            // Contacts keep their tag names with the row; rename them there too.
+            let refresh =
+                contacts::refresh_children_sql(tx.dialect(), "id IN (SELECT contact_id FROM contact_tags WHERE tag_id = $1)");
+            tx.execute(&refresh, &[id.into()])?;
             load(tx, id)
         })
         .await
@@ -97,9 +102,20 @@ impl Store {
 
     /// Deleting a tag removes it from every record.
     pub async fn delete_tag(&self, id: Uuid) -> Result<()> {
-        self.write(move |tx| match tx.execute("DELETE FROM tags WHERE id = $1", &[id.into()])? {
-            0 => Err(StoreError::not_found("tag", id)),
-            _ => Ok(()),
+        self.write(move |tx| {
+            let tagged: Vec<Uuid> = tx
+                .query("SELECT contact_id FROM contact_tags WHERE tag_id = $1", &[id.into()])?
+                .iter()
+                .map(|r| r.uuid(0))
+                .collect::<Result<_>>()?;
+            if tx.execute("DELETE FROM tags WHERE id = $1", &[id.into()])? == 0 {
+                return Err(StoreError::not_found("tag", id));
+            }
+            let refresh = contacts::refresh_children_sql(tx.dialect(), "id = $1");
+            for contact in tagged {
+                tx.execute(&refresh, &[contact.into()])?;
+            }
+            Ok(())
         })
         .await
     }

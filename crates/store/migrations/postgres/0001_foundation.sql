@@ -49,6 +49,9 @@ CREATE TABLE contacts (
     source              TEXT,
     owner_id            UUID REFERENCES users (id) ON DELETE SET NULL,
     custom_fields       JSONB NOT NULL DEFAULT '{}',
+    -- emails, phones, tags and external ids as one JSON object, rebuilt from the child
+    -- tables on every change, so a contact is read without touching them.
+    children            JSONB NOT NULL DEFAULT '{}',
     created_at          TIMESTAMPTZ NOT NULL,
     updated_at          TIMESTAMPTZ NOT NULL
 );

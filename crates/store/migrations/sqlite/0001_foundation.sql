@@ -52,6 +52,9 @@ CREATE TABLE contacts (
     source              TEXT,
     owner_id            BLOB REFERENCES users (id) ON DELETE SET NULL,
     custom_fields       TEXT NOT NULL DEFAULT '{}',
+    -- emails, phones, tags and external ids as one JSON object, rebuilt from the child
+    -- tables on every change, so a contact is read without touching them.
+    children            TEXT NOT NULL DEFAULT '{}',
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL
 ) WITHOUT ROWID;
