@@ -80,16 +80,3 @@ pub(crate) fn json_object(v: serde_json::Value) -> serde_json::Map<String, serde
         _ => serde_json::Map::new(),
     }
 }
-
-/// Reads a JSON boolean that SQLite's `json_object` writes as 0/1.
-pub(crate) fn json_bool(v: Option<&serde_json::Value>) -> bool {
-    match v {
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
-        _ => false,
-    }
-}
-
-pub(crate) fn json_str(v: Option<&serde_json::Value>) -> Option<String> {
-    v.and_then(|x| x.as_str()).map(str::to_string)
-}

@@ -6,11 +6,11 @@ use std::sync::OnceLock;
 use rapport_core::contact::{Address, Contact, ContactDraft, ContactEmail, ContactInput, ContactPatch, ContactPhone, ExternalId};
 use rapport_core::custom_field::RecordType;
 use rapport_core::{EmailAddress, Timestamp, new_id};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::common::{
-    birthday_at, birthday_values, catalogue, check_user, json_bool, json_object, json_str, resolve_tags, string_list,
-};
+use crate::common::{birthday_at, birthday_values, catalogue, check_user, resolve_tags};
 use crate::db::{Dialect, Tx};
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind, contains_pattern};
@@ -86,6 +86,66 @@ fn refresh_one_sql(d: Dialect) -> &'static str {
     cell.get_or_init(|| refresh_children_sql(d, "id = $1"))
 }
 
+/// `contacts.children` as written by [`refresh_children_sql`].
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Children {
+    emails: Vec<EmailRow>,
+    phones: Vec<PhoneRow>,
+    tags: Vec<String>,
+    external_ids: Vec<ExternalIdRow>,
+}
+
+#[derive(Deserialize)]
+struct ExternalIdRow {
+    source: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct EmailRow {
+    address: String,
+    label: Option<String>,
+    primary: Flag,
+}
+
+#[derive(Deserialize)]
+struct PhoneRow {
+    number: String,
+    e164: String,
+    label: Option<String>,
+    primary: Flag,
+}
+
+/// A boolean as SQLite's `json_object` writes it (0/1) or as PostgreSQL does (true/false).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Int(i64),
+}
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        match f {
+            Flag::Bool(b) => b,
+            Flag::Int(i) => i != 0,
+        }
+    }
+}
+
+/// Decodes a JSON column straight into `T`: from text (SQLite) without building a value tree
+/// first, or from the driver's JSON value (PostgreSQL).
+fn decode_json<T: DeserializeOwned + Default>(r: &Row, i: usize) -> Result<T> {
+    let bad = |e: serde_json::Error| StoreError::Database(format!("column {i}: bad JSON: {e}"));
+    match r.0.get(i) {
+        Some(Value::Text(s)) => serde_json::from_str(s).map_err(bad),
+        Some(Value::Json(j)) => T::deserialize(j).map_err(bad),
+        Some(Value::Null) | None => Ok(T::default()),
+        Some(other) => Err(StoreError::Database(format!("column {i}: expected JSON, found {other:?}"))),
+    }
+}
+
 fn map_row(r: Row) -> Result<Contact> {
     let address = Address {
         street: r.opt_string(11)?,
@@ -95,36 +155,19 @@ fn map_row(r: Row) -> Result<Contact> {
         postal_code: r.opt_string(15)?,
         country: r.opt_string(16)?,
     };
-    let mut children = json_object(r.json(22)?);
-    let mut list = |key: &str| match children.remove(key) {
-        Some(serde_json::Value::Array(items)) => items,
-        _ => Vec::new(),
-    };
-    let emails = list("emails")
-        .iter()
-        .map(|e| ContactEmail {
-            address: EmailAddress::from_trusted(json_str(e.get("address")).unwrap_or_default()),
-            label: json_str(e.get("label")),
-            primary: json_bool(e.get("primary")),
-        })
+    let children: Children = decode_json(&r, 22)?;
+    let emails = children
+        .emails
+        .into_iter()
+        .map(|e| ContactEmail { address: EmailAddress::from_trusted(e.address), label: e.label, primary: e.primary.into() })
         .collect();
-    let phones = list("phones")
-        .iter()
-        .map(|p| ContactPhone {
-            number: json_str(p.get("number")).unwrap_or_default(),
-            e164: json_str(p.get("e164")).unwrap_or_default(),
-            label: json_str(p.get("label")),
-            primary: json_bool(p.get("primary")),
-        })
+    let phones = children
+        .phones
+        .into_iter()
+        .map(|p| ContactPhone { number: p.number, e164: p.e164, label: p.label, primary: p.primary.into() })
         .collect();
-    let external_ids = list("external_ids")
-        .iter()
-        .map(|x| ExternalId {
-            source: json_str(x.get("source")).unwrap_or_default(),
-            id: json_str(x.get("id")).unwrap_or_default(),
-        })
-        .collect();
-    let tags = string_list(serde_json::Value::Array(list("tags")));
+    let external_ids = children.external_ids.into_iter().map(|x| ExternalId { source: x.source, id: x.id }).collect();
+    let tags = children.tags;
     Ok(Contact {
         id: r.uuid(0)?,
         display_name: r.string(1)?,
@@ -138,7 +181,7 @@ fn map_row(r: Row) -> Result<Contact> {
         address: if address == Address::default() { None } else { Some(address) },
         source: r.opt_string(17)?,
         owner_id: r.opt_uuid(18)?,
-        custom_fields: json_object(r.json(19)?),
+        custom_fields: decode_json(&r, 19)?,
         created_at: r.time(20)?,
         updated_at: r.time(21)?,
         emails,
