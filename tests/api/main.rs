@@ -39,7 +39,7 @@ pub enum Backend {
 ///     }
 /// }
 /// ```
-/// Attributes (e.g. `#[ignore = "…"]`) given before `async fn` apply to both tests.
+/// Attributes given before `async fn` apply to both generated tests.
 macro_rules! both_backends {
     ($($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block)+) => {$(
         mod $name {

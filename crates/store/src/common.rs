@@ -5,7 +5,10 @@ use rapport_core::tag::TagName;
 use rapport_core::{Birthday, Timestamp, new_id};
 use uuid::Uuid;
 
+use serde::de::DeserializeOwned;
+
 use crate::db::Tx;
+
 use crate::value::{Row, Value};
 use crate::{StoreError, custom_fields};
 
@@ -74,9 +77,14 @@ pub(crate) fn string_list(v: serde_json::Value) -> Vec<String> {
     }
 }
 
-pub(crate) fn json_object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+/// Decodes a JSON column straight into `T`: from text (SQLite) without building a value tree
+/// first, or from the driver's JSON value (PostgreSQL).
+pub(crate) fn decode_json<T: DeserializeOwned + Default>(r: &Row, i: usize) -> Result<T, StoreError> {
+    let bad = |e: serde_json::Error| StoreError::Database(format!("column {i}: bad JSON: {e}"));
+    match r.0.get(i) {
+        Some(Value::Text(s)) => serde_json::from_str(s).map_err(bad),
+        Some(Value::Json(j)) => T::deserialize(j).map_err(bad),
+        Some(Value::Null) | None => Ok(T::default()),
+        Some(other) => Err(StoreError::Database(format!("column {i}: expected JSON, found {other:?}"))),
     }
 }

@@ -7,7 +7,7 @@ use rapport_core::custom_field::RecordType;
 use rapport_core::new_id;
 use uuid::Uuid;
 
-use crate::common::{catalogue, check_user, json_object, resolve_tags, string_list};
+use crate::common::{catalogue, check_user, decode_json, resolve_tags, string_list};
 use crate::db::{Dialect, Tx};
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind, contains_pattern};
@@ -54,7 +54,7 @@ fn map_row(r: Row) -> Result<Company> {
         industry: r.opt_string(3)?,
         size: r.opt_string(4)?,
         owner_id: r.opt_uuid(5)?,
-        custom_fields: json_object(r.json(6)?),
+        custom_fields: decode_json(&r, 6)?,
         created_at: r.time(7)?,
         updated_at: r.time(8)?,
         tags: string_list(r.json(9)?),

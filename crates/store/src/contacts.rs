@@ -7,10 +7,9 @@ use rapport_core::contact::{Address, Contact, ContactDraft, ContactEmail, Contac
 use rapport_core::custom_field::RecordType;
 use rapport_core::{EmailAddress, Timestamp, new_id};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::common::{birthday_at, birthday_values, catalogue, check_user, resolve_tags};
+use crate::common::{birthday_at, birthday_values, catalogue, check_user, decode_json, resolve_tags};
 use crate::db::{Dialect, Tx};
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind, contains_pattern};
@@ -41,12 +40,17 @@ pub(crate) const SORTS: &[SortField] = &[
     SortField { name: "updated_at", expr: "c.updated_at", kind: SortKind::Time },
 ];
 
-fn select(_d: Dialect) -> &'static str {
-    "SELECT c.id, c.display_name, c.first_name, c.middle_name, c.last_name, c.title, \
-     c.birthday_month, c.birthday_day, c.birthday_year, c.time_zone, c.locale, \
-     c.address_street, c.address_street2, c.address_city, c.address_region, c.address_postal_code, c.address_country, \
-     c.source, c.owner_id, c.custom_fields, c.created_at, c.updated_at, c.children"
+/// The same text in both dialects: the child lists come from `contacts.children`.
+macro_rules! contact_columns {
+    () => {
+        "SELECT c.id, c.display_name, c.first_name, c.middle_name, c.last_name, c.title, \
+         c.birthday_month, c.birthday_day, c.birthday_year, c.time_zone, c.locale, \
+         c.address_street, c.address_street2, c.address_city, c.address_region, c.address_postal_code, c.address_country, \
+         c.source, c.owner_id, c.custom_fields, c.created_at, c.updated_at, c.children"
+    };
 }
+const SELECT: &str = contact_columns!();
+const SELECT_BY_ID: &str = concat!(contact_columns!(), " FROM contacts c WHERE c.id = $1");
 
 /// SQL that rebuilds `contacts.children` from the child tables for the contacts selected by
 /// `which` (a condition on `contacts.id` with its own parameters).
@@ -134,18 +138,6 @@ impl From<Flag> for bool {
     }
 }
 
-/// Decodes a JSON column straight into `T`: from text (SQLite) without building a value tree
-/// first, or from the driver's JSON value (PostgreSQL).
-fn decode_json<T: DeserializeOwned + Default>(r: &Row, i: usize) -> Result<T> {
-    let bad = |e: serde_json::Error| StoreError::Database(format!("column {i}: bad JSON: {e}"));
-    match r.0.get(i) {
-        Some(Value::Text(s)) => serde_json::from_str(s).map_err(bad),
-        Some(Value::Json(j)) => T::deserialize(j).map_err(bad),
-        Some(Value::Null) | None => Ok(T::default()),
-        Some(other) => Err(StoreError::Database(format!("column {i}: expected JSON, found {other:?}"))),
-    }
-}
-
 fn map_row(r: Row) -> Result<Contact> {
     let address = Address {
         street: r.opt_string(11)?,
@@ -191,18 +183,8 @@ fn map_row(r: Row) -> Result<Contact> {
     })
 }
 
-fn select_by_id(d: Dialect) -> &'static str {
-    static SQLITE: OnceLock<String> = OnceLock::new();
-    static POSTGRES: OnceLock<String> = OnceLock::new();
-    let cell = match d {
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Postgres => &POSTGRES,
-    };
-    cell.get_or_init(|| format!("{} FROM contacts c WHERE c.id = $1", select(d)))
-}
-
 pub(crate) fn load(tx: &mut dyn Tx, id: Uuid) -> Result<Contact> {
-    let row = tx.query_opt(select_by_id(tx.dialect()), &[id.into()])?.ok_or_else(|| StoreError::not_found("contact", id))?;
+    let row = tx.query_opt(SELECT_BY_ID, &[id.into()])?.ok_or_else(|| StoreError::not_found("contact", id))?;
     map_row(row)
 }
 
@@ -452,7 +434,7 @@ impl Store {
                 let p = q.param(t);
                 q.condition(format!("c.updated_at >= {p}"));
             }
-            let sql = q.sql(select(tx.dialect()), "FROM contacts c");
+            let sql = q.sql(SELECT, "FROM contacts c");
             let rows = tx.query(&sql, &q.params)?;
             q.page(rows, |r| r.uuid(0), map_row)
         })

@@ -35,14 +35,6 @@ impl Dialect {
             Dialect::Postgres => format!("{column} - {key_param}::text"),
         }
     }
-
-    /// A JSON literal for `{}` in an INSERT default.
-    pub fn empty_json_object(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "'{}'",
-            Dialect::Postgres => "'{}'::jsonb",
-        }
-    }
 }
 
 /// One open transaction (or, for reads, a connection). SQL uses `$1, $2, …` placeholders in

@@ -164,11 +164,4 @@ impl Row {
             v => Err(decode(i, "json", v)),
         }
     }
-
-    pub fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
-        match self.at(i)? {
-            Value::Bytes(b) => Ok(b.clone()),
-            v => Err(decode(i, "bytes", v)),
-        }
-    }
 }

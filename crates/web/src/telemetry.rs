@@ -3,12 +3,10 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::AppState;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,7 +41,7 @@ impl Metrics {
 
 /// Middleware: counts every request and times it, labelled by route template (not the raw
 /// path, which would explode the label set with ids).
-pub async fn record(State(_s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn record(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
