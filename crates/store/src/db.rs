@@ -35,6 +35,87 @@ impl Dialect {
             Dialect::Postgres => format!("{column} - {key_param}::text"),
         }
     }
+
+    /// The larger of two nullable values (NULL only when both are).
+    pub fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("max(coalesce({a}, {b}), coalesce({b}, {a}))"),
+            Dialect::Postgres => format!("GREATEST({a}, {b})"),
+        }
+    }
+
+    /// `FOR UPDATE` where rows can be locked (PostgreSQL); SQLite has one writer and needs none.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// Most parameters one statement binds (SQLite allows 32766, PostgreSQL 65535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Runs `head VALUES (…), (…) tail` for `values`, a flat list with `cols` values per row, in as
+/// few statements as the parameter limit allows: one round trip per few hundred rows instead
+/// of one per row. Returns what a `RETURNING` tail gives back.
+pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], tail: &str) -> Result<Vec<Row>, StoreError> {
+    debug_assert!(cols > 0 && values.len() % cols == 0);
+    let rows_per = (MAX_PARAMS / cols).min(1000);
+    let returning = tail.contains("RETURNING");
+    let mut out = Vec::new();
+    for chunk in values.chunks(rows_per * cols) {
+        let sql = values_sql(head, cols, chunk.len() / cols, tail);
+        if returning {
+            out.extend(tx.query(&sql, chunk)?);
+        } else {
+            tx.execute(&sql, chunk)?;
+        }
+    }
+    Ok(out)
+}
+
+fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6 + 16);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${n}");
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Runs `SELECT … WHERE column IN (…)` over `keys` in chunks; `sql` holds one `{in}` where the
+/// list goes, and `extra` parameters come first (`$1…`).
+pub fn select_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], keys: &[Value]) -> Result<Vec<Row>, StoreError> {
+    use std::fmt::Write;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let mut list = String::with_capacity(chunk.len() * 6);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                list.push_str(", ");
+            }
+            let _ = write!(list, "${}", extra.len() + i + 1);
+        }
+        let mut params = Vec::with_capacity(extra.len() + chunk.len());
+        params.extend_from_slice(extra);
+        params.extend_from_slice(chunk);
+        out.extend(tx.query(&sql.replace("{in}", &list), &params)?);
+    }
+    Ok(out)
 }
 
 /// One open transaction (or, for reads, a connection). SQL uses `$1, $2, …` placeholders in

@@ -7,6 +7,7 @@ mod companies;
 mod contacts;
 mod custom_fields;
 pub mod db;
+mod events;
 mod error;
 mod idempotency;
 mod keys;
@@ -15,6 +16,7 @@ pub mod list;
 pub mod migrate;
 mod notes;
 mod postgres;
+mod profiles;
 mod relations;
 mod sqlite;
 mod tags;
@@ -24,11 +26,14 @@ pub mod value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rapport_core::profile::ProfileRules;
 use rapport_core::{Clock, PhoneRegion, SystemClock};
 
 pub use companies::CompanyFilter;
 pub use contacts::ContactFilter;
 pub use error::StoreError;
+pub use events::{Amount, IngestReport, ItemResult, ItemStatus, TimelineEvent, TimelineFilter};
+pub use profiles::RebuildReport;
 pub use idempotency::{Created, IdempotencyKey};
 pub use keys::{AuthenticatedKey, NewKey};
 pub use links::LinkFilter;
@@ -104,6 +109,8 @@ pub struct StoreOptions {
     pub pg_max_connections: u32,
     /// PostgreSQL schema to work in (tests use one schema each).
     pub pg_schema: Option<String>,
+    /// How events add up to profiles, tiers and lifecycle stages.
+    pub profile_rules: Arc<ProfileRules>,
 }
 
 impl Default for StoreOptions {
@@ -114,6 +121,7 @@ impl Default for StoreOptions {
             sqlite_readers: 8,
             pg_max_connections: 16,
             pg_schema: None,
+            profile_rules: Arc::new(ProfileRules::default()),
         }
     }
 }
@@ -332,6 +340,6 @@ mod group_commit_tests {
         drop(Store::open(&url, StoreOptions::default()).unwrap());
         let store = Store::open(&url, StoreOptions::default()).unwrap();
         let versions = store.read(|tx| migrate::applied_versions(tx)).await.unwrap();
-        assert_eq!(versions, vec![1]);
+        assert_eq!(versions, vec![1, 2]);
     }
 }

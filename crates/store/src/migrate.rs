@@ -14,12 +14,20 @@ pub struct Migration {
     postgres: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "events",
+        sqlite: include_str!("../migrations/sqlite/0002_events.sql"),
+        postgres: include_str!("../migrations/postgres/0002_events.sql"),
+    },
+];
 
 /// An arbitrary constant that names Rapport's migration lock.
 const PG_MIGRATION_LOCK: i64 = 0x5241_5050_4f52_5401;

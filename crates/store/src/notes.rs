@@ -72,13 +72,16 @@ impl Store {
                     id.into(),
                     input.contact_id.into(),
                     input.company_id.into(),
-                    input.body.into(),
+                    input.body.as_str().into(),
                     input.author_id.into(),
                     input.pinned.into(),
                     now.into(),
                     now.into(),
                 ],
             )?;
+            if let Some(contact_id) = input.contact_id {
+                crate::profiles::note_added(tx, contact_id, id, &input.body, input.author_id, now)?;
+            }
             load(tx, id)
         })
         .await
@@ -94,17 +97,25 @@ impl Store {
             let input = NoteInput::patched(&load(tx, id)?, patch)?;
             tx.execute(
                 "UPDATE notes SET body = $2, pinned = $3, updated_at = $4 WHERE id = $1",
-                &[id.into(), input.body.into(), input.pinned.into(), now.into()],
+                &[id.into(), input.body.as_str().into(), input.pinned.into(), now.into()],
             )?;
-            load(tx, id)
+            let note = load(tx, id)?;
+            if let Some(contact_id) = note.contact_id {
+                crate::profiles::note_changed(tx, contact_id, id, Some(&input.body))?;
+            }
+            Ok(note)
         })
         .await
     }
 
     pub async fn delete_note(&self, id: Uuid) -> Result<()> {
-        self.write(move |tx| match tx.execute("DELETE FROM notes WHERE id = $1", &[id.into()])? {
-            0 => Err(StoreError::not_found("note", id)),
-            _ => Ok(()),
+        self.write(move |tx| {
+            let note = load(tx, id)?;
+            tx.execute("DELETE FROM notes WHERE id = $1", &[id.into()])?;
+            if let Some(contact_id) = note.contact_id {
+                crate::profiles::note_changed(tx, contact_id, id, None)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -136,6 +136,14 @@ impl Row {
         if self.is_null(i) { Ok(None) } else { self.i64(i).map(Some) }
     }
 
+    pub fn f64(&self, i: usize) -> Result<f64, StoreError> {
+        match self.at(i)? {
+            Value::F64(v) => Ok(*v),
+            Value::I64(v) => Ok(*v as f64),
+            v => Err(decode(i, "number", v)),
+        }
+    }
+
     pub fn bool(&self, i: usize) -> Result<bool, StoreError> {
         match self.at(i)? {
             Value::Bool(b) => Ok(*b),

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::api::{companies, contacts, custom_fields, links, notes, relations, tags, users};
+use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, tags, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::api::{companies, contacts, custom_fields, links, notes, relations, ta
         tags::list, tags::create, tags::read, tags::update, tags::remove,
         custom_fields::list, custom_fields::create, custom_fields::read, custom_fields::update, custom_fields::remove,
         users::list, users::create, users::read, users::update, users::remove,
+        events::ingest, events::timeline, events::profile, events::recommendations, events::move_clock,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -40,6 +41,8 @@ use crate::api::{companies, contacts, custom_fields, links, notes, relations, ta
         (name = "tags", description = "Labels on contacts and companies."),
         (name = "custom fields", description = "The catalogue of extra fields per record type, validated on every write."),
         (name = "users", description = "The people who work in Rapport and own records."),
+        (name = "events", description = "Every interaction as an event; the profiles, stages and recommendations they add up to."),
+        (name = "admin", description = "Operations for administrators."),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::middleware;
+use rapport_core::ManualClock;
 use rapport_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -34,11 +35,20 @@ pub struct WebConfig {
     pub max_body_bytes: usize,
     /// A request taking longer is answered 408 and abandoned.
     pub request_timeout: Duration,
+    /// Largest body of `POST /api/v1/events` (a batch of up to 10,000 events).
+    pub max_ingest_body_bytes: usize,
+    /// How often time-driven lifecycle changes (becoming at risk, lost) are applied.
+    pub lifecycle_sweep_every: Duration,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_ingest_body_bytes: 32 * 1024 * 1024,
+            lifecycle_sweep_every: Duration::from_secs(60),
+        }
     }
 }
 
@@ -49,11 +59,25 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     pub keys: Arc<auth::KeyCache>,
     pub metrics: telemetry::Metrics,
+    /// Set when the server runs with `--clock manual`: the clock `POST /api/v1/admin/clock` moves.
+    pub manual_clock: Option<Arc<ManualClock>>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: WebConfig) -> Self {
-        Self { store, config: Arc::new(config), keys: Arc::new(auth::KeyCache::default()), metrics: telemetry::Metrics::global() }
+        Self {
+            store,
+            config: Arc::new(config),
+            keys: Arc::new(auth::KeyCache::default()),
+            metrics: telemetry::Metrics::global(),
+            manual_clock: None,
+        }
+    }
+
+    /// Lets `POST /api/v1/admin/clock` move `clock`, which must be the store's clock.
+    pub fn with_manual_clock(mut self, clock: Arc<ManualClock>) -> Self {
+        self.manual_clock = Some(clock);
+        self
     }
 }
 
@@ -70,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::tags::routes())
         .merge(api::custom_fields::routes())
         .merge(api::users::routes())
+        .merge(api::events::routes(state.config.max_ingest_body_bytes))
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -103,8 +128,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    let maintenance = tokio::spawn(ops::maintenance(state));
+    let maintenance = tokio::spawn(ops::maintenance(state.clone()));
+    let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state));
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
+    lifecycle.abort();
     result
 }

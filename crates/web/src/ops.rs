@@ -85,3 +85,18 @@ pub async fn maintenance(state: AppState) {
         }
     }
 }
+
+/// Applies the lifecycle changes time alone causes (people becoming at risk or lost) as the
+/// clock moves. Every instance may run it: the store hands each one different people.
+pub async fn lifecycle_sweeper(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.lifecycle_sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.sweep_lifecycle().await {
+            Ok(n) if n > 0 => tracing::info!(changes = n, "applied time-driven lifecycle changes"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not apply time-driven lifecycle changes"),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod companies;
 pub mod contacts;
 pub mod custom_fields;
+pub mod events;
 pub mod links;
 pub mod notes;
 pub mod relations;
