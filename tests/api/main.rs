@@ -73,6 +73,7 @@ macro_rules! both_backends {
 // so that they can use it.
 mod auth;
 mod contacts;
+mod events;
 mod ops;
 mod resources;
 
@@ -83,11 +84,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start(store: Store) -> (String, Self) {
+    async fn start(store: Store, clock: Arc<ManualClock>) -> (String, Self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store, WebConfig::default());
+        let state = AppState::new(store, WebConfig::default()).with_manual_clock(clock);
         let handle = tokio::spawn(rapport_web::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -244,7 +245,7 @@ impl TestApp {
             .expect("create admin key")
             .expect("a key was created")
             .secret;
-        let (base, server) = Server::start(store.clone()).await;
+        let (base, server) = Server::start(store.clone(), clock.clone()).await;
         Some(Self {
             backend,
             base,
@@ -286,7 +287,7 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
-        let (base, server) = Server::start(self.store().clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone()).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);
@@ -304,7 +305,7 @@ impl TestApp {
         tokio::task::spawn_blocking(move || close_store(old)).await.expect("close task");
         let fresh = open_store(self.url.clone(), self.pg_schema.clone(), self.clock.clone()).await;
         self.store = Some(fresh);
-        let (base, server) = Server::start(self.store().clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone()).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);

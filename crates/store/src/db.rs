@@ -60,7 +60,7 @@ const MAX_PARAMS: usize = 30_000;
 /// few statements as the parameter limit allows: one round trip per few hundred rows instead
 /// of one per row. Returns what a `RETURNING` tail gives back.
 pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], tail: &str) -> Result<Vec<Row>, StoreError> {
-    debug_assert!(cols > 0 && values.len() % cols == 0);
+    debug_assert!(cols > 0 && values.len().is_multiple_of(cols));
     let rows_per = (MAX_PARAMS / cols).min(1000);
     let returning = tail.contains("RETURNING");
     let mut out = Vec::new();

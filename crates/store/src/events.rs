@@ -172,15 +172,16 @@ impl Store {
         }
         let now = self.now();
         let region = self.options().phone_region;
-        let parse = move |events: Vec<serde_json::Value>| -> Vec<(Option<String>, std::result::Result<NewEvent, ValidationErrors>)> {
-            events
-                .into_iter()
-                .map(|raw| {
-                    let id = raw_id(&raw);
-                    (id, parse_event(raw, region, now))
-                })
-                .collect()
-        };
+        let parse =
+            move |events: Vec<serde_json::Value>| -> Vec<(Option<String>, std::result::Result<NewEvent, ValidationErrors>)> {
+                events
+                    .into_iter()
+                    .map(|raw| {
+                        let id = raw_id(&raw);
+                        (id, parse_event(raw, region, now))
+                    })
+                    .collect()
+            };
         let parsed = if events.len() <= PARSE_INLINE_MAX {
             parse(events)
         } else {
@@ -436,12 +437,17 @@ fn create_lead(tx: &mut dyn Tx, store: &Store, e: &NewEvent) -> std::result::Res
             }
         }
         ContactRef::Id(id) => {
-            return Err(vec![FieldError::new("contact.id", format!("no contact has id {id}; a lead needs an email, phone or external id"))]);
+            return Err(vec![FieldError::new(
+                "contact.id",
+                format!("no contact has id {id}; a lead needs an email, phone or external id"),
+            )]);
         }
     }
     let failed = |e: StoreError| -> Vec<FieldError> {
         match e {
-            StoreError::Invalid(v) => v.errors.into_iter().map(|f| FieldError::new(format!("contact.{}", f.field), f.message)).collect(),
+            StoreError::Invalid(v) => {
+                v.errors.into_iter().map(|f| FieldError::new(format!("contact.{}", f.field), f.message)).collect()
+            }
             other => vec![FieldError::new("contact", format!("could not create a lead: {other}"))],
         }
     };
@@ -493,7 +499,8 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
                 }
             },
             None => {
-                let hint = if matches!(e.contact, ContactRef::Id(_)) { "" } else { "; send \"create_contact\": true to create a lead" };
+                let hint =
+                    if matches!(e.contact, ContactRef::Id(_)) { "" } else { "; send \"create_contact\": true to create a lead" };
                 results.push(ItemResult {
                     index,
                     status: ItemStatus::Rejected,

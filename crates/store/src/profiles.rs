@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rapport_core::Timestamp;
 use rapport_core::event::{Effect, ProductMention, payload_effect};
 use rapport_core::money::Currency;
 use rapport_core::profile::{
     BaseAmount, Interest, LifecycleStage, ProfileRules, ProfileState, ProfileView, Recommendation, StageVerdict,
 };
-use rapport_core::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -68,16 +68,19 @@ fn read_stored(r: &Row) -> Result<(Uuid, Stored)> {
     };
     Ok((
         r.uuid(0)?,
-        Stored {
-            state,
-            stage: LifecycleStage::parse(&r.string(18)?),
-            reason: r.string(19)?,
-            since: r.opt_time(20)?,
-        },
+        Stored { state, stage: LifecycleStage::parse(&r.string(18)?), reason: r.string(19)?, since: r.opt_time(20)? },
     ))
 }
 
-fn push_profile(values: &mut Vec<Value>, id: Uuid, s: &ProfileState, tier: Option<&str>, v: &StageVerdict, since: Timestamp, now: Timestamp) {
+fn push_profile(
+    values: &mut Vec<Value>,
+    id: Uuid,
+    s: &ProfileState,
+    tier: Option<&str>,
+    v: &StageVerdict,
+    since: Timestamp,
+    now: Timestamp,
+) {
     values.extend([
         Value::Uuid(id),
         s.first_seen_at.into(),
@@ -124,7 +127,8 @@ fn load_stored(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp) -> Result<HashMap<
         }
         insert_many(tx, "INSERT INTO profiles (contact_id, updated_at)", 2, &values, "ON CONFLICT (contact_id) DO NOTHING")?;
     }
-    let sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE contact_id IN ({{in}}) ORDER BY contact_id{}", d.for_update());
+    let sql =
+        format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE contact_id IN ({{in}}) ORDER BY contact_id{}", d.for_update());
     let mut out = HashMap::with_capacity(ids.len());
     for r in select_in(tx, &sql, &[], &keys)? {
         let (id, s) = read_stored(&r)?;
@@ -247,7 +251,13 @@ impl Deltas<'_> {
                  last_at = {}",
                 d.greatest("profile_items.last_at", "excluded.last_at")
             );
-            insert_many(tx, "INSERT INTO profile_items (contact_id, kind, key, mass, count, amount_minor, last_at)", 7, &values, &tail)?;
+            insert_many(
+                tx,
+                "INSERT INTO profile_items (contact_id, kind, key, mass, count, amount_minor, last_at)",
+                7,
+                &values,
+                &tail,
+            )?;
         }
         if !self.products.is_empty() {
             let mut values = Vec::with_capacity(self.products.len() * 8);
@@ -616,8 +626,10 @@ fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> 
 
     let mut out: Vec<Recommendation> = Vec::new();
     let viewed_keys: Vec<Value> = products.iter().map(|p| Value::Text(p.0.clone())).collect();
-    let mut catalogue: HashMap<String, (Option<String>, Option<String>, Option<i64>, Option<String>)> = HashMap::new();
-    for r in select_in(tx, "SELECT sku, name, category, price_minor, currency FROM products WHERE sku IN ({in})", &[], &viewed_keys)? {
+    let mut catalogue: HashMap<String, CatalogueEntry> = HashMap::new();
+    for r in
+        select_in(tx, "SELECT sku, name, category, price_minor, currency FROM products WHERE sku IN ({in})", &[], &viewed_keys)?
+    {
         catalogue.insert(r.string(0)?, (r.opt_string(1)?, r.opt_string(2)?, r.opt_i64(3)?, r.opt_string(4)?));
     }
     for (sku, mass, count, last) in &products {
@@ -671,6 +683,9 @@ fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> 
     Ok(out)
 }
 
+/// A product's name, category, price (minor units) and currency.
+type CatalogueEntry = (Option<String>, Option<String>, Option<i64>, Option<String>);
+
 fn price_major(minor: Option<i64>, currency: Option<&str>) -> Option<f64> {
     let c = Currency::parse(currency?).ok()?;
     Some(c.to_major(minor?))
@@ -685,7 +700,14 @@ fn times(n: i64) -> String {
 }
 
 /// Records a staff note on the person's timeline (called where notes are created).
-pub(crate) fn note_added(tx: &mut dyn Tx, contact_id: Uuid, note_id: Uuid, body: &str, author: Option<Uuid>, now: Timestamp) -> Result<()> {
+pub(crate) fn note_added(
+    tx: &mut dyn Tx,
+    contact_id: Uuid,
+    note_id: Uuid,
+    body: &str,
+    author: Option<Uuid>,
+    now: Timestamp,
+) -> Result<()> {
     crate::events::record(
         tx,
         SystemEvent {

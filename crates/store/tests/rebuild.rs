@@ -31,8 +31,12 @@ fn event_json(e: &Ev, n: usize, ids: &[Uuid]) -> Value {
     let category = format!("cat-{}", e.sku % 3);
     let contact = json!({"id": ids[e.contact]});
     let (kind, channel, payload) = match e.kind {
-        0 => ("order.completed", "web", json!({"currency": "EUR", "total": e.amount as f64 / 100.0,
-            "items": [{"sku": sku, "name": format!("Product {}", e.sku), "category": category, "quantity": 1, "price": e.amount as f64 / 100.0}]})),
+        0 => (
+            "order.completed",
+            "web",
+            json!({"currency": "EUR", "total": e.amount as f64 / 100.0,
+            "items": [{"sku": sku, "name": format!("Product {}", e.sku), "category": category, "quantity": 1, "price": e.amount as f64 / 100.0}]}),
+        ),
         1 => ("order.refunded", "web", json!({"currency": "EUR", "total": (e.amount / 4) as f64 / 100.0})),
         2 => ("product.viewed", "web", json!({"sku": sku, "name": format!("Product {}", e.sku), "category": category})),
         3 => ("visit.checked_in", "store", json!({})),
@@ -47,8 +51,13 @@ fn event_json(e: &Ev, n: usize, ids: &[Uuid]) -> Value {
 
 fn events() -> impl Strategy<Value = Vec<Ev>> {
     prop::collection::vec(
-        (0usize..3, 0u8..9, 0u32..800, 0u8..6, 100u32..50_000)
-            .prop_map(|(contact, kind, days_ago, sku, amount)| Ev { contact, kind, days_ago, sku, amount }),
+        (0usize..3, 0u8..9, 0u32..800, 0u8..6, 100u32..50_000).prop_map(|(contact, kind, days_ago, sku, amount)| Ev {
+            contact,
+            kind,
+            days_ago,
+            sku,
+            amount,
+        }),
         1..60,
     )
 }

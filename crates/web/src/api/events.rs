@@ -47,8 +47,18 @@ pub struct IngestBody {
     responses((status = 200, body = IngestReport), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 413, body = Problem)),
     security(("bearer" = [])))]
-pub async fn ingest(State(s): State<AppState>, caller: Caller, body: JsonBody<IngestRequest>) -> ApiResult<Json<IngestReport>> {
+pub async fn ingest(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Result<JsonBody<IngestRequest>, ApiError>,
+) -> ApiResult<Json<IngestReport>> {
     caller.can_write()?;
+    // A body that is not an ingest request at all is a bad request; problems with single
+    // events are answered per item.
+    let body = body.map_err(|e| match e {
+        ApiError::Invalid(v) => ApiError::BadRequest { detail: format!("not an ingest request: {v}"), errors: v.errors },
+        other => other,
+    })?;
     let report = s.store.ingest(body.0).await.map_err(ApiError::query)?;
     let accepted = report.count(rapport_store::ItemStatus::Accepted);
     metrics::counter!("rapport_events_ingested_total").increment(accepted as u64);
@@ -180,7 +190,11 @@ pub struct ClockState {
     responses((status = 200, body = ClockState), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 409, body = Problem)),
     security(("bearer" = [])))]
-pub async fn move_clock(State(s): State<AppState>, caller: Caller, JsonBody(m): JsonBody<ClockMove>) -> ApiResult<Json<ClockState>> {
+pub async fn move_clock(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(m): JsonBody<ClockMove>,
+) -> ApiResult<Json<ClockState>> {
     caller.can_manage_users().map_err(|_| ApiError::Forbidden("moving the clock needs an admin key".into()))?;
     let Some(clock) = &s.manual_clock else {
         return Err(ApiError::Conflict {
