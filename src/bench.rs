@@ -284,6 +284,8 @@ enum Phase {
     Ceiling,
     Reads,
     Creates,
+    Recommendations,
+    Profiles,
 }
 
 impl Phase {
@@ -292,6 +294,8 @@ impl Phase {
             Self::Ceiling => "ceiling: GET /healthz",
             Self::Reads => "reads: GET /api/v1/contacts/{id}",
             Self::Creates => "creates: POST /api/v1/contacts",
+            Self::Recommendations => "recommendations: GET …/{id}/recommendations",
+            Self::Profiles => "profiles: GET …/{id}/profile",
         }
     }
 }
@@ -333,6 +337,28 @@ struct Load {
 }
 
 async fn measure(args: &BenchArgs, db: &Path, server_bin: &Path, prepared: &Prepared) -> anyhow::Result<Vec<PhaseResult>> {
+    measure_phases(&Runner::from(args), db, server_bin, prepared, &[Phase::Ceiling, Phase::Reads, Phase::Creates]).await
+}
+
+/// How long and how hard each phase runs.
+struct Runner {
+    duration: u64,
+    concurrency: usize,
+}
+
+impl From<&BenchArgs> for Runner {
+    fn from(a: &BenchArgs) -> Self {
+        Self { duration: a.duration, concurrency: a.concurrency }
+    }
+}
+
+async fn measure_phases(
+    args: &Runner,
+    db: &Path,
+    server_bin: &Path,
+    prepared: &Prepared,
+    phases: &[Phase],
+) -> anyhow::Result<Vec<PhaseResult>> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let base = format!("http://{addr}");
     let client = reqwest::Client::builder()
@@ -352,7 +378,7 @@ async fn measure(args: &BenchArgs, db: &Path, server_bin: &Path, prepared: &Prep
         run: fastrand::u32(..),
     });
     let mut results = Vec::new();
-    for phase in [Phase::Ceiling, Phase::Reads, Phase::Creates] {
+    for &phase in phases {
         eprintln!("Measuring {} for {} s ...", phase.label(), args.duration);
         let r = run_phase(phase, &load, args.concurrency, Duration::from_secs(args.duration), server.pid()).await?;
         if r.micros.is_empty() {
@@ -421,6 +447,11 @@ async fn worker(phase: Phase, load: &Load, w: usize, start: Instant, end: Instan
             Phase::Reads => {
                 let id = load.ids[rng.usize(..load.ids.len())];
                 load.client.get(format!("{}/api/v1/contacts/{id}", load.base)).header("authorization", &load.auth)
+            }
+            Phase::Recommendations | Phase::Profiles => {
+                let id = load.ids[rng.usize(..load.ids.len())];
+                let what = if phase == Phase::Recommendations { "recommendations" } else { "profile" };
+                load.client.get(format!("{}/api/v1/contacts/{id}/{what}", load.base)).header("authorization", &load.auth)
             }
             Phase::Creates => {
                 let body = serde_json::json!({
@@ -526,11 +557,11 @@ fn cpu_model() -> Option<String> {
     Some(line.split_once(':')?.1.trim().to_string())
 }
 
-fn report(args: &BenchArgs, prepared: &Prepared, results: &[PhaseResult]) {
+fn print_table(args: &Runner, database: &str, results: &[PhaseResult]) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!();
     println!("Machine:     {cores} cores available{}", cpu_model().map(|m| format!(" ({m})")).unwrap_or_default());
-    println!("Database:    SQLite, {} contacts", prepared.contacts);
+    println!("Database:    {database}");
     println!(
         "Load:        {} connections, {} s per phase after {} s warm-up; loader and server on this machine",
         args.concurrency,
@@ -565,7 +596,10 @@ fn report(args: &BenchArgs, prepared: &Prepared, results: &[PhaseResult]) {
     for r in results.iter().filter(|r| r.errors > 0) {
         println!("{}: first error: {}", r.phase.label(), r.first_error.as_deref().unwrap_or("?"));
     }
+}
 
+fn report(args: &BenchArgs, prepared: &Prepared, results: &[PhaseResult]) {
+    print_table(&Runner::from(args), &format!("SQLite, {} contacts", prepared.contacts), results);
     let find = |p: Phase| results.iter().find(|r| r.phase == p);
     if let (Some(ceiling), Some(reads)) = (find(Phase::Ceiling), find(Phase::Reads)) {
         let share = reads.per_second() / ceiling.per_second();
@@ -579,6 +613,95 @@ fn report(args: &BenchArgs, prepared: &Prepared, results: &[PhaseResult]) {
         );
         println!("read p99: {p99:.2} ms (target < {READ_P99_TARGET_MS} ms): {}", verdict(p99 < READ_P99_TARGET_MS));
     }
+}
+
+/// Recommendations target: 99th percentile latency below this, on the demo data under load.
+const RECOMMENDATIONS_P99_TARGET_MS: f64 = 2.0;
+
+#[derive(clap::Args)]
+pub struct RecommendationArgs {
+    /// Contacts in the demo business (with a year of events each, as `rapport demo` makes)
+    #[arg(long, default_value_t = 3000)]
+    contacts: usize,
+    /// Seconds measured per phase (each phase warms up for one more second first)
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Requests in flight at once (one connection each)
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The rapport executable to run as the server [default: this executable]
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+}
+
+/// `rapport bench recommendations`: seeds the demo business (with its year of events) into a
+/// fresh SQLite file, then measures recommendations and profiles for random demo contacts
+/// over HTTP beside the ceiling.
+pub async fn run_recommendations(args: RecommendationArgs) -> anyhow::Result<()> {
+    if args.concurrency == 0 || args.duration == 0 || args.contacts == 0 {
+        bail!("--contacts, --duration and --concurrency must be at least 1");
+    }
+    let server_bin = match &args.server_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find this executable to start the server")?,
+    };
+    let dir = tempfile_dir()?;
+    let db = dir.join("rapport-bench-demo.db");
+    let outcome = async {
+        let store = open_store(&db).await?;
+        let bar = progress_bar(0, "Seeding the demo business")?;
+        let progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        // The seed `rapport demo` uses, so the data is the demo's.
+        let summary = crate::demo::seed(&store, args.contacts, 2026, &progress).await?;
+        bar.finish_and_clear();
+        eprintln!("{}", summary.events_line());
+        let key = store
+            .create_key("bench".into(), Role::Admin, None, None, false)
+            .await?
+            .context("the benchmark key was not created")?;
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page =
+                store.list_contacts(Default::default(), PageRequest { limit: Some(500), cursor, ..Default::default() }).await?;
+            ids.extend(page.data.iter().map(|c| c.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let prepared = Prepared { contacts: store.count_contacts().await?, key: key.secret, ids };
+        drop(store);
+        let runner = Runner { duration: args.duration, concurrency: args.concurrency };
+        let results =
+            measure_phases(&runner, &db, &server_bin, &prepared, &[Phase::Ceiling, Phase::Recommendations, Phase::Profiles])
+                .await?;
+        anyhow::Ok((runner, prepared, summary, results))
+    }
+    .await;
+    remove_db(&db);
+    let _ = std::fs::remove_dir(&dir);
+    let (runner, prepared, summary, results) = outcome?;
+    print_table(&runner, &format!("SQLite, the demo business: {} contacts, {} events", prepared.contacts, summary.events), &results);
+    if let Some(r) = results.iter().find(|r| r.phase == Phase::Recommendations) {
+        let p99 = r.quantile_ms(0.99);
+        println!();
+        println!(
+            "recommendations p99: {p99:.2} ms (target < {RECOMMENDATIONS_P99_TARGET_MS} ms): {}",
+            verdict(p99 < RECOMMENDATIONS_P99_TARGET_MS)
+        );
+    }
+    Ok(())
+}
+
+/// A fresh private directory for a benchmark database.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rapport-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use rapport_core::profile::ProfileRules;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,11 @@ pub struct Config {
     pub sqlite_readers: u32,
     /// When set and no API key exists yet, this becomes an admin key (for automated setups).
     pub bootstrap_key: Option<String>,
+    /// Largest body of `POST /api/v1/events`, in bytes (a batch holds up to 10,000 events).
+    pub max_ingest_body_bytes: usize,
+    /// How events add up to profiles: base currency, exchange rates, value tiers, lifecycle
+    /// and RFM thresholds (the `[profiles]` table of rapport.toml).
+    pub profiles: ProfileRules,
 }
 
 impl Default for Config {
@@ -42,6 +48,8 @@ impl Default for Config {
             pg_max_connections: 16,
             sqlite_readers: 8,
             bootstrap_key: None,
+            max_ingest_body_bytes: 32 * 1024 * 1024,
+            profiles: ProfileRules::default(),
         }
     }
 }
@@ -83,6 +91,7 @@ impl Config {
             "pg_max_connections",
             "sqlite_readers",
             "bootstrap_key",
+            "max_ingest_body_bytes",
         ];
         fig = fig.merge(Env::prefixed("RAPPORT_").filter(move |k| known.contains(&k.as_str().to_ascii_lowercase().as_str())));
         fig = fig.merge(Serialized::defaults(overrides));

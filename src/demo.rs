@@ -31,6 +31,8 @@ use serde_json::{Map, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+mod events;
+
 /// What the demo created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoSummary {
@@ -40,6 +42,23 @@ pub struct DemoSummary {
     pub notes: usize,
     pub relations: usize,
     pub admin_email: String,
+    /// Events of the year of history ingested.
+    pub events: usize,
+    /// How many contacts are in each lifecycle stage once the history is in, most first.
+    pub stages: Vec<(String, usize)>,
+}
+
+impl DemoSummary {
+    /// One line on the event history, e.g. "Ingested 91,234 events (a year of history); lifecycle
+    /// stages: loyal 812, lead 750, …".
+    pub fn events_line(&self) -> String {
+        let stages: Vec<String> = self.stages.iter().map(|(s, n)| format!("{s} {}", thousands(*n as u32))).collect();
+        format!(
+            "Ingested {} events (a year of history); lifecycle stages: {}.",
+            thousands(self.events as u32),
+            if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
+        )
+    }
 }
 
 /// Contacts per `create_contacts` call: one transaction each.
@@ -61,10 +80,19 @@ pub async fn seed(
         bail!("the database already holds {existing} contacts; the demo only fills an empty database");
     }
     let team = create_team(store).await?;
-    let plan = Plan::new(contacts, seed, store.now().date_naive(), &team);
-    let Plan { companies, contacts, links, relations, notes } = plan;
+    let now = store.now();
+    let plan = Plan::new(contacts, seed, now.date_naive(), &team);
+    let Plan { companies, contacts, links, relations, notes, people } = plan;
+    let history = events::History::new(&people, seed, now);
 
-    let total = FIELDS.len() + TAGS.len() + companies.len() + contacts.len() + links.len() + relations.len() + notes.len();
+    let total = FIELDS.len()
+        + TAGS.len()
+        + companies.len()
+        + contacts.len()
+        + links.len()
+        + relations.len()
+        + notes.len()
+        + history.len();
     let mut progress = Progress { report: progress, done: 0, total: total as u64 };
     progress.advance(0);
 
@@ -168,6 +196,10 @@ pub async fn seed(
     )
     .await?;
 
+    let event_count = history.len();
+    history.ingest(store, &contact_ids, &mut progress).await?;
+    let stages = events::count_stages(store, &contact_ids).await?;
+
     Ok(DemoSummary {
         users: STAFF.len(),
         contacts: contact_ids.len(),
@@ -175,6 +207,8 @@ pub async fn seed(
         notes: note_count,
         relations: relation_count,
         admin_email: STAFF[0].email.to_string(),
+        events: event_count,
+        stages,
     })
 }
 
@@ -1283,6 +1317,18 @@ struct Person {
     owner: Option<Uuid>,
     service: bool,
     vip: bool,
+    /// What the event history needs (see [`events`]).
+    lead: bool,
+    abroad: bool,
+    fleet: bool,
+    lapsed: bool,
+    test_drive: bool,
+    /// The newsletter custom field, when set.
+    newsletter: Option<bool>,
+    /// The first email address, as typed.
+    email: Option<String>,
+    /// Vehicle kinds asked about, in the catalogue's spelling.
+    interests: Vec<&'static str>,
 }
 
 impl Person {
@@ -1334,6 +1380,7 @@ struct Plan {
     links: Vec<LinkPlan>,
     relations: Vec<RelationPlan>,
     notes: Vec<NotePlan>,
+    people: Vec<Person>,
 }
 
 impl Plan {
@@ -1374,7 +1421,7 @@ impl Plan {
 
         let relations = g.relations(&people, &links, n_relations);
         let notes = g.notes(&people, &infos, &links, team, n_notes);
-        Plan { companies, contacts: drafts, links, relations, notes }
+        Plan { companies, contacts: drafts, links, relations, notes, people }
     }
 }
 
@@ -1816,7 +1863,40 @@ impl Gen {
             custom_fields: Some(fields),
             external_ids,
         };
-        let person = Person { heritage: hi, female, first, last, birth_year, owner, service, vip };
+        let has_tag = |t: &str| draft.tags.iter().flatten().any(|x| x == t);
+        let (test_drive, lapsed) = (has_tag("test-drive"), has_tag("lapsed"));
+        let fields = draft.custom_fields.as_ref();
+        let newsletter = fields.and_then(|f| f.get("newsletter")).and_then(|v| v.as_bool());
+        let interests = fields
+            .and_then(|f| f.get("vehicle_interest"))
+            .and_then(|v| v.as_array())
+            .map(|typed| {
+                INTERESTS
+                    .iter()
+                    .copied()
+                    .filter(|i| typed.iter().any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(i))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let email = draft.emails.iter().flatten().next().map(|e| e.address.clone());
+        let person = Person {
+            heritage: hi,
+            female,
+            first,
+            last,
+            birth_year,
+            owner,
+            service,
+            vip,
+            lead,
+            abroad,
+            fleet: work.is_some(),
+            lapsed,
+            test_drive,
+            newsletter,
+            email,
+            interests,
+        };
         (draft, person)
     }
 
@@ -2700,8 +2780,13 @@ mod tests {
         assert_eq!(summary.notes, 100);
         assert_eq!(summary.admin_email, "owner@harbourpine.example");
         assert_eq!(store.count_contacts().await.unwrap(), 200);
-        let expected = (FIELDS.len() + TAGS.len() + 8 + 200 + 23 + 20 + 100) as u64;
+        let expected = (FIELDS.len() + TAGS.len() + 8 + 200 + 23 + 20 + 100 + summary.events) as u64;
         assert_eq!(last.load(Ordering::Relaxed), expected);
+        // A year of history, every contact's profile in some lifecycle stage.
+        assert!(summary.events > 200 * 15, "{} events", summary.events);
+        assert_eq!(summary.stages.iter().map(|(_, n)| n).sum::<usize>(), 200);
+        assert!(summary.stages.len() >= 4, "{:?}", summary.stages);
+        assert!(summary.events_line().starts_with("Ingested "), "{}", summary.events_line());
         // A second run refuses to pile onto existing data.
         assert!(seed(&store, 10, 1, &report).await.is_err());
     }

@@ -2,6 +2,7 @@
 //! seeds the demo, and benchmarks itself.
 
 mod bench;
+mod bench_ingest;
 mod config;
 mod demo;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use rapport_core::user::{Role, UserDraft};
-use rapport_core::{PhoneRegion, SystemClock};
+use rapport_core::{Clock, ManualClock, PhoneRegion, SystemClock};
 use rapport_store::{DatabaseUrl, Store, StoreOptions};
 use rapport_web::{AppState, WebConfig};
 
@@ -54,6 +55,13 @@ enum Command {
     Users(UsersCommand),
     /// Create a demo business (a few thousand contacts) and serve it, printing the URL and an admin key
     Demo(DemoArgs),
+    /// Recompute every profile, value tier and lifecycle stage from the stored events
+    ///
+    /// Profiles are kept current on every ingest; run this after changing the `[profiles]`
+    /// rules in rapport.toml (tiers, exchange rates, lifecycle thresholds) or to recover from a
+    /// bug. Stage changes it causes are recorded on timelines like any other. Safe to stop and
+    /// run again.
+    Rebuild,
     /// Measure Rapport's speed on this machine (see docs/benchmarks.md)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -64,6 +72,13 @@ enum BenchCommand {
     /// Single-contact reads and creates over HTTP against a large SQLite database, beside the
     /// throughput of a trivial endpoint of the same server
     Http(bench::BenchArgs),
+    /// Sustained event ingest with profiles and lifecycle stages kept current, in process,
+    /// reporting events/s and memory (a fresh SQLite file unless --database-url says otherwise)
+    #[command(long_about = bench_ingest::LONG_ABOUT)]
+    Ingest(bench_ingest::IngestArgs),
+    /// Recommendations and profiles over HTTP for the demo business (with its year of events),
+    /// beside the throughput of a trivial endpoint of the same server
+    Recommendations(bench::RecommendationArgs),
 }
 
 #[derive(Args)]
@@ -71,6 +86,14 @@ struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:8080 [env: RAPPORT_BIND] [default: 127.0.0.1:8080]
     #[arg(long)]
     bind: Option<String>,
+    /// `system`, or `manual`: time stands still (starting at --clock-start) and moves only
+    /// through `POST /api/v1/admin/clock` with an admin key, to demonstrate and test
+    /// birthdays, inactivity and renewals without waiting
+    #[arg(long, default_value = "system", value_parser = ["system", "manual"])]
+    clock: String,
+    /// Where a manual clock starts (RFC 3339) [default: now]
+    #[arg(long, requires = "clock", value_name = "TIME")]
+    clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Subcommand)]
@@ -144,14 +167,20 @@ fn init_logging(format: &str) {
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
+    open_store_with_clock(config, Arc::new(SystemClock))
+}
+
+fn open_store_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
     let url = DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?;
     let region = PhoneRegion::parse(&config.phone_region).map_err(|e| anyhow::anyhow!("phone_region: {e}"))?;
+    config.profiles.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let options = StoreOptions {
         phone_region: region,
-        clock: Arc::new(SystemClock),
+        clock,
         sqlite_readers: config.sqlite_readers,
         pg_max_connections: config.pg_max_connections,
         pg_schema: None,
+        profile_rules: Arc::new(config.profiles.clone()),
     };
     Store::open(&url, options).with_context(|| format!("cannot open the database at {}", url.redacted()))
 }
@@ -182,7 +211,8 @@ async fn run() -> anyhow::Result<()> {
     }
     init_logging(&config.log_format);
     match cli.command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(args) => serve(config, args).await,
+        Command::Rebuild => rebuild(config).await,
         Command::Migrate => {
             let c = config.clone();
             tokio::task::spawn_blocking(move || open_store(&c)).await??;
@@ -196,6 +226,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Users(cmd) => users(config, cmd).await,
         Command::Demo(args) => run_demo(config, args).await,
         Command::Bench(BenchCommand::Http(args)) => bench::run(args).await,
+        Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args, cli.database_url).await,
+        Command::Bench(BenchCommand::Recommendations(args)) => bench::run_recommendations(args).await,
     }
 }
 
@@ -204,24 +236,69 @@ async fn connect(config: &Config) -> anyhow::Result<Store> {
     tokio::task::spawn_blocking(move || open_store(&c)).await?
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = connect(&config).await?;
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let manual = (args.clock == "manual").then(|| Arc::new(ManualClock::new(args.clock_start.unwrap_or_else(chrono::Utc::now))));
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(m) => m.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let c = config.clone();
+    let store = tokio::task::spawn_blocking(move || open_store_with_clock(&c, clock)).await??;
     if let Some(secret) = config.bootstrap_key.clone()
         && store.create_key("bootstrap".into(), Role::Admin, None, Some(secret), true).await?.is_some()
     {
         tracing::info!("created the bootstrap admin key from RAPPORT_BOOTSTRAP_KEY");
     }
-    serve_store(store, &config).await
+    if manual.is_some() {
+        tracing::warn!(now = %store.now(), "the clock is manual: it moves only through POST /api/v1/admin/clock");
+    }
+    serve_store(store, &config, manual).await
 }
 
-async fn serve_store(store: Store, config: &Config) -> anyhow::Result<()> {
+async fn rebuild(config: Config) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} contacts ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("Rebuilding profiles");
+    let b = bar.clone();
+    let started = std::time::Instant::now();
+    let report = store
+        .rebuild_profiles(move |done, total| {
+            b.set_length(total);
+            b.set_position(done);
+        })
+        .await?;
+    bar.finish_and_clear();
+    println!(
+        "Rebuilt {} profiles from {} events in {:.1} s; {} lifecycle stages changed.",
+        report.contacts,
+        report.events,
+        started.elapsed().as_secs_f64(),
+        report.stage_changes
+    );
+    Ok(())
+}
+
+async fn serve_store(store: Store, config: &Config, manual: Option<Arc<ManualClock>>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let web =
-        WebConfig { max_body_bytes: config.max_body_bytes, request_timeout: Duration::from_secs(config.request_timeout_secs) };
+    let web = WebConfig {
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+        max_ingest_body_bytes: config.max_ingest_body_bytes,
+        ..WebConfig::default()
+    };
     tracing::info!(%addr, database = %DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted(), "Rapport is serving");
-    rapport_web::serve(listener, AppState::new(store, web), shutdown_signal()).await?;
+    let mut state = AppState::new(store, web);
+    if let Some(clock) = manual {
+        state = state.with_manual_clock(clock);
+    }
+    rapport_web::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -364,6 +441,7 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
             url.redacted(),
             summary.admin_email
         );
+        eprintln!("{}", summary.events_line());
     } else {
         eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());
     }
@@ -380,5 +458,5 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if args.no_serve {
         return Ok(());
     }
-    serve_store(store, &config).await
+    serve_store(store, &config, None).await
 }

@@ -25,6 +25,9 @@ use crate::{Result, Store, StoreError, contacts};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestReport {
     pub results: Vec<ItemResult>,
+    /// Whether sales figures changed (cached best sellers are then out of date).
+    #[serde(skip)]
+    sold: bool,
 }
 
 impl IngestReport {
@@ -190,7 +193,11 @@ impl Store {
                 .map_err(|e| StoreError::Database(format!("parse task failed: {e}")))?
         };
         let store = self.clone();
-        self.write(move |tx| ingest_tx(tx, &store, parsed, create_contact, now)).await
+        let report = self.write(move |tx| ingest_tx(tx, &store, parsed, create_contact, now)).await?;
+        if report.sold {
+            self.inner.best_sellers.invalidate();
+        }
+        Ok(report)
     }
 
     /// A person's events, newest first.
@@ -221,10 +228,10 @@ fn timeline_page(
     contact_id: Uuid,
     filter: &TimelineFilter,
     limit: u32,
-    after: Option<(Timestamp, Uuid)>,
+    after: Option<(Timestamp, i64)>,
 ) -> Result<Page<TimelineEvent>> {
     let mut sql = String::from(
-        "SELECT id, source_id, type, channel, occurred_at, received_at, payload, currency, amount_minor, actor_id \
+        "SELECT id, source_id, type, channel, occurred_at, received_at, payload, currency, amount_minor, actor_id, seq \
          FROM events WHERE contact_id = $1",
     );
     let mut params: Vec<Value> = vec![contact_id.into()];
@@ -260,12 +267,12 @@ fn timeline_page(
         let p = push(&mut params, until.into());
         sql.push_str(&format!(" AND occurred_at < {p}"));
     }
-    if let Some((t, id)) = after {
+    if let Some((t, seq)) = after {
         let pt = push(&mut params, t.into());
-        let pi = push(&mut params, id.into());
-        sql.push_str(&format!(" AND (occurred_at < {pt} OR (occurred_at = {pt} AND id < {pi}))"));
+        let ps = push(&mut params, Value::I64(seq));
+        sql.push_str(&format!(" AND (occurred_at < {pt} OR (occurred_at = {pt} AND seq < {ps}))"));
     }
-    sql.push_str(&format!(" ORDER BY occurred_at DESC, id DESC LIMIT {}", limit + 1));
+    sql.push_str(&format!(" ORDER BY occurred_at DESC, seq DESC LIMIT {}", limit + 1));
     let mut rows = tx.query(&sql, &params)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -274,7 +281,7 @@ fn timeline_page(
     for r in rows {
         let id = r.uuid(0)?;
         let occurred_at = r.time(4)?;
-        last = Some((occurred_at, id));
+        last = Some((occurred_at, r.i64(10)?));
         let amount = match (r.opt_string(7)?, r.opt_i64(8)?) {
             (Some(c), Some(minor)) => {
                 let value = rapport_core::money::Currency::parse(&c).map(|cur| cur.to_major(minor)).unwrap_or(minor as f64);
@@ -293,23 +300,23 @@ fn timeline_page(
             actor_id: r.opt_uuid(9)?,
         });
     }
-    let next_cursor = if more { last.map(|(t, id)| encode_cursor(t, id)) } else { None };
+    let next_cursor = if more { last.map(|(t, seq)| encode_cursor(t, seq)) } else { None };
     Ok(Page { data, next_cursor })
 }
 
-fn encode_cursor(t: Timestamp, id: Uuid) -> String {
+fn encode_cursor(t: Timestamp, seq: i64) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}.{}", t.timestamp_micros(), id.simple()))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}.{seq}", t.timestamp_micros()))
 }
 
-fn decode_cursor(raw: &str) -> Result<(Timestamp, Uuid)> {
+fn decode_cursor(raw: &str) -> Result<(Timestamp, i64)> {
     use base64::Engine;
     let bad = || StoreError::invalid("cursor", "is not a cursor from this timeline; start again without it");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (t, id) = text.split_once('.').ok_or_else(bad)?;
+    let (t, seq) = text.split_once('.').ok_or_else(bad)?;
     let t = t.parse::<i64>().ok().and_then(chrono::DateTime::from_timestamp_micros).ok_or_else(bad)?;
-    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
+    Ok((t, seq.parse().map_err(|_| bad())?))
 }
 
 /// Finds the contacts the events refer to, with one query per kind of reference.
@@ -571,8 +578,9 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
         }
         folds.push(Fold { contact_id: *contact, at: e.occurred_at, effect: &e.effect });
     }
+    let sold = folds.iter().any(|f| matches!(f.effect, rapport_core::event::Effect::Order { .. }));
     profiles::apply(tx, store, &mut folds, profiles::Mode::Incremental, now)?;
-    Ok(IngestReport { results })
+    Ok(IngestReport { results, sold })
 }
 
 #[cfg(test)]
@@ -582,8 +590,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let t = chrono::DateTime::from_timestamp_micros(1_767_225_600_123_456).unwrap();
-        let id = new_id();
-        assert_eq!(decode_cursor(&encode_cursor(t, id)).unwrap(), (t, id));
+        assert_eq!(decode_cursor(&encode_cursor(t, 42)).unwrap(), (t, 42));
         assert!(decode_cursor("nonsense").is_err());
     }
 }

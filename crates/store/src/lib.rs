@@ -131,15 +131,16 @@ enum Backend {
     Postgres(postgres::PgBackend),
 }
 
-struct Inner {
+pub(crate) struct Inner {
     backend: Backend,
     options: StoreOptions,
+    pub(crate) best_sellers: profiles::BestSellerCache,
 }
 
 /// The handle every other layer holds. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Store {
@@ -156,7 +157,7 @@ impl Store {
                 })?)
             }
         };
-        Ok(Self { inner: Arc::new(Inner { backend, options }) })
+        Ok(Self { inner: Arc::new(Inner { backend, options, best_sellers: Default::default() }) })
     }
 
     pub fn dialect(&self) -> Dialect {

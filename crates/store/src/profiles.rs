@@ -440,7 +440,10 @@ impl Store {
             progress(report.contacts, total);
             match last {
                 Some(l) if people == 500 => after = Some(l),
-                _ => return Ok(report),
+                _ => {
+                    self.inner.best_sellers.invalidate();
+                    return Ok(report);
+                }
             }
         }
     }
@@ -592,20 +595,77 @@ fn round2(x: f64) -> f64 {
 /// How many of a person's interests and categories recommendations look at.
 const TOP_PRODUCTS: i64 = 20;
 const TOP_CATEGORIES: i64 = 3;
-/// A category's best sellers that are considered per category.
-const PER_CATEGORY: i64 = 10;
+/// A category's best sellers kept in memory (enough to fill a page after leaving out what
+/// the person already bought).
+const PER_CATEGORY: i64 = 30;
+/// How long best sellers are reused before they are read again. They change slowly, and
+/// reading them per request would cost more than the rest of a recommendation.
+const BEST_SELLERS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One best seller.
+#[derive(Debug, Clone)]
+struct BestSeller {
+    sku: String,
+    name: Option<String>,
+    price_minor: Option<i64>,
+    currency: Option<String>,
+    purchases: i64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct BestSellers {
+    by_category: HashMap<String, Vec<BestSeller>>,
+}
+
+/// The best sellers of every category, read at most every [`BEST_SELLERS_TTL`] per instance.
+#[derive(Default)]
+pub(crate) struct BestSellerCache(std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<BestSellers>)>>);
+
+impl BestSellerCache {
+    fn get(&self, tx: &mut dyn Tx) -> Result<std::sync::Arc<BestSellers>> {
+        if let Some((at, b)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < BEST_SELLERS_TTL
+        {
+            return Ok(b.clone());
+        }
+        let rows = tx.query(
+            &format!(
+                "SELECT sku, name, category, price_minor, currency, purchases FROM (                    SELECT sku, name, category, price_minor, currency, purchases,                           ROW_NUMBER() OVER (PARTITION BY category ORDER BY purchases DESC, sku) AS rank                    FROM products WHERE category IS NOT NULL AND purchases > 0) ranked                  WHERE rank <= {PER_CATEGORY} ORDER BY category, rank"
+            ),
+            &[],
+        )?;
+        let mut best = BestSellers::default();
+        for r in rows {
+            best.by_category.entry(r.string(2)?).or_default().push(BestSeller {
+                sku: r.string(0)?,
+                name: r.opt_string(1)?,
+                price_minor: r.opt_i64(3)?,
+                currency: r.opt_string(4)?,
+                purchases: r.i64(5)?,
+            });
+        }
+        let best = std::sync::Arc::new(best);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), best.clone()));
+        Ok(best)
+    }
+
+    /// Forgets the cached list (this instance changed the products).
+    pub(crate) fn invalidate(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
 
 fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> Result<Vec<Recommendation>> {
     let rules = &store.options().profile_rules;
     let now = store.now();
-    if !tx.exists("SELECT 1 FROM contacts WHERE id = $1", &[contact_id.into()])? {
-        return Err(StoreError::not_found("contact", contact_id));
-    }
     // Everything about this person in one indexed range: interests and what they bought.
     let items = tx.query(
         "SELECT kind, key, mass, count, last_at FROM profile_items WHERE contact_id = $1 AND kind IN ('product', 'category', 'sku')",
         &[contact_id.into()],
     )?;
+    if items.is_empty() && !tx.exists("SELECT 1 FROM contacts WHERE id = $1", &[contact_id.into()])? {
+        return Err(StoreError::not_found("contact", contact_id));
+    }
     let mut bought = std::collections::HashSet::new();
     let mut products = Vec::new();
     let mut categories = Vec::new();
@@ -646,32 +706,23 @@ fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> 
             reason: format!("showed interest in {label} {} without buying it{when}", times(*count)),
         });
     }
+    let best = store.inner.best_sellers.get(tx)?;
     for (cat, mass) in &categories {
         let cat_score = rules.interest_score(*mass, now);
-        let best = tx.query(
-            &format!(
-                "SELECT sku, name, price_minor, currency, purchases FROM products WHERE category = $1 AND purchases > 0 \
-                 ORDER BY purchases DESC, sku LIMIT {}",
-                PER_CATEGORY + bought.len().min(40) as i64
-            ),
-            &[cat.as_str().into()],
-        )?;
-        let top = best.first().map(|r| r.i64(4)).transpose()?.unwrap_or(1).max(1) as f64;
-        for r in &best {
-            let sku = r.string(0)?;
-            if bought.contains(&sku) || out.iter().any(|o| o.sku == sku) {
+        let Some(list) = best.by_category.get(cat) else { continue };
+        let top = list.first().map_or(1, |p| p.purchases).max(1) as f64;
+        for p in list {
+            if bought.contains(&p.sku) || out.iter().any(|o| o.sku == p.sku) {
                 continue;
             }
-            let purchases = r.i64(4)?;
-            let currency = r.opt_string(3)?;
             out.push(Recommendation {
-                price: price_major(r.opt_i64(2)?, currency.as_deref()),
-                currency,
-                name: r.opt_string(1)?,
+                sku: p.sku.clone(),
+                name: p.name.clone(),
                 category: Some(cat.clone()),
-                score: cat_score * 0.5 * purchases as f64 / top,
-                reason: format!("a best seller in {cat} ({purchases} sold), a category they are interested in"),
-                sku,
+                price: price_major(p.price_minor, p.currency.as_deref()),
+                currency: p.currency.clone(),
+                score: cat_score * 0.5 * p.purchases as f64 / top,
+                reason: format!("a best seller in {cat} ({} sold), a category they are interested in", p.purchases),
             });
         }
     }

@@ -1,6 +1,7 @@
 -- Events and the profiles derived from them (PostgreSQL): the same tables as SQLite's.
 
 CREATE TABLE events (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     contact_id   UUID NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     occurred_at  TIMESTAMPTZ NOT NULL,
     id           UUID NOT NULL,
@@ -11,9 +12,9 @@ CREATE TABLE events (
     amount_minor BIGINT,
     payload      JSONB NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL,
-    actor_id     UUID,
-    PRIMARY KEY (contact_id, occurred_at, id)
+    actor_id     UUID
 );
+CREATE INDEX events_timeline ON events (contact_id, occurred_at, seq);
 CREATE UNIQUE INDEX events_source ON events (source_id) WHERE source_id IS NOT NULL;
 
 CREATE TABLE profiles (
