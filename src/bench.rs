@@ -685,7 +685,11 @@ pub async fn run_recommendations(args: RecommendationArgs) -> anyhow::Result<()>
     remove_db(&db);
     let _ = std::fs::remove_dir(&dir);
     let (runner, prepared, summary, results) = outcome?;
-    print_table(&runner, &format!("SQLite, the demo business: {} contacts, {} events", prepared.contacts, summary.events), &results);
+    print_table(
+        &runner,
+        &format!("SQLite, the demo business: {} contacts, {} events", prepared.contacts, summary.events),
+        &results,
+    );
     if let Some(r) = results.iter().find(|r| r.phase == Phase::Recommendations) {
         let p99 = r.quantile_ms(0.99);
         println!();

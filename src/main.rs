@@ -20,6 +20,11 @@ use rapport_web::{AppState, WebConfig};
 
 use crate::config::{Config, Overrides};
 
+/// mimalloc instead of the system allocator: ingest allocates and frees many buffers across
+/// threads, where glibc's per-thread arenas fragment and grow (measured in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rapport",

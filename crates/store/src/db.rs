@@ -55,17 +55,37 @@ impl Dialect {
 
 /// Most parameters one statement binds (SQLite allows 32766, PostgreSQL 65535).
 const MAX_PARAMS: usize = 30_000;
+/// Most rows one multi-row statement carries.
+const MAX_ROWS: usize = 256;
 
-/// Runs `head VALUES (…), (…) tail` for `values`, a flat list with `cols` values per row, in as
-/// few statements as the parameter limit allows: one round trip per few hundred rows instead
-/// of one per row. Returns what a `RETURNING` tail gives back.
+/// Splits `n` rows into statement sizes: full statements of the largest power of two that
+/// fits, then the remainder in powers of two. Statements are prepared and cached by their
+/// text, so only a handful of shapes ever exist, whatever the batch sizes.
+fn statement_sizes(n: usize, max_rows: usize) -> impl Iterator<Item = usize> {
+    let full = if max_rows == 0 { 1 } else { 1 << max_rows.ilog2() };
+    let mut left = n;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let size = if left >= full { full } else { 1 << left.ilog2() };
+        left -= size;
+        Some(size)
+    })
+}
+
+/// Runs `head VALUES (…), (…) tail` for `values`, a flat list with `cols` values per row, a few
+/// hundred rows per statement: one round trip per few hundred rows instead of one per row.
+/// Returns what a `RETURNING` tail gives back.
 pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], tail: &str) -> Result<Vec<Row>, StoreError> {
     debug_assert!(cols > 0 && values.len().is_multiple_of(cols));
-    let rows_per = (MAX_PARAMS / cols).min(1000);
     let returning = tail.contains("RETURNING");
     let mut out = Vec::new();
-    for chunk in values.chunks(rows_per * cols) {
-        let sql = values_sql(head, cols, chunk.len() / cols, tail);
+    let mut at = 0;
+    for rows in statement_sizes(values.len() / cols, (MAX_PARAMS / cols).min(MAX_ROWS)) {
+        let chunk = &values[at..at + rows * cols];
+        at += rows * cols;
+        let sql = values_sql(tx.dialect(), head, cols, rows, tail);
         if returning {
             out.extend(tx.query(&sql, chunk)?);
         } else {
@@ -75,9 +95,16 @@ pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], t
     Ok(out)
 }
 
-fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+fn placeholder(d: Dialect, sql: &mut String, n: usize) {
     use std::fmt::Write;
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6 + 16);
+    let _ = match d {
+        Dialect::Sqlite => write!(sql, "?{n}"),
+        Dialect::Postgres => write!(sql, "${n}"),
+    };
+}
+
+fn values_sql(d: Dialect, head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 7 + 16);
     sql.push_str(head);
     sql.push_str(" VALUES ");
     let mut n = 1;
@@ -87,7 +114,7 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            let _ = write!(sql, "${n}");
+            placeholder(d, &mut sql, n);
             n += 1;
         }
         sql.push(')');
@@ -100,17 +127,20 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
 /// Runs `SELECT … WHERE column IN (…)` over `keys` in chunks; `sql` holds one `{in}` where the
 /// list goes, and `extra` parameters come first (`$1…`).
 pub fn select_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], keys: &[Value]) -> Result<Vec<Row>, StoreError> {
-    use std::fmt::Write;
     let mut out = Vec::new();
-    for chunk in keys.chunks(1000) {
-        let mut list = String::with_capacity(chunk.len() * 6);
-        for i in 0..chunk.len() {
+    let mut at = 0;
+    let d = tx.dialect();
+    for n in statement_sizes(keys.len(), 512) {
+        let chunk = &keys[at..at + n];
+        at += n;
+        let mut list = String::with_capacity(n * 6);
+        for i in 0..n {
             if i > 0 {
                 list.push_str(", ");
             }
-            let _ = write!(list, "${}", extra.len() + i + 1);
+            placeholder(d, &mut list, extra.len() + i + 1);
         }
-        let mut params = Vec::with_capacity(extra.len() + chunk.len());
+        let mut params = Vec::with_capacity(extra.len() + n);
         params.extend_from_slice(extra);
         params.extend_from_slice(chunk);
         out.extend(tx.query(&sql.replace("{in}", &list), &params)?);
@@ -144,7 +174,10 @@ impl dyn Tx + '_ {
 
 /// Rewrites `$n` placeholders to SQLite's `?n`, leaving string literals alone. Runs on every
 /// statement, so it works on bytes and copies untouched runs whole.
-pub fn sqlite_placeholders(sql: &str) -> String {
+pub fn sqlite_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut in_str = false;
@@ -161,12 +194,20 @@ pub fn sqlite_placeholders(sql: &str) -> String {
         }
     }
     out.push_str(&sql[run_start..]);
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_come_in_few_shapes() {
+        assert_eq!(statement_sizes(0, 256).count(), 0);
+        assert_eq!(statement_sizes(1000, 256).collect::<Vec<_>>(), vec![256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(statement_sizes(5, 300).collect::<Vec<_>>(), vec![4, 1]);
+        assert_eq!(statement_sizes(600, 300).collect::<Vec<_>>(), vec![256, 256, 64, 16, 8]);
+    }
 
     #[test]
     fn placeholders_outside_strings_only() {
