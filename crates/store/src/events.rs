@@ -14,7 +14,7 @@ use rapport_core::{FieldError, Timestamp, ValidationErrors, new_id};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::{Tx, insert_many, select_in};
+use crate::db::{Dialect, Tx, insert_many, select_in};
 use crate::list::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::profiles::{self, Fold};
 use crate::value::{Row, Value};
@@ -185,15 +185,28 @@ impl Store {
                     })
                     .collect()
             };
-        let parsed = if events.len() <= PARSE_INLINE_MAX {
+        let mut parsed = if events.len() <= PARSE_INLINE_MAX {
             parse(events)
         } else {
             tokio::task::spawn_blocking(move || parse(events))
                 .await
                 .map_err(|e| StoreError::Database(format!("parse task failed: {e}")))?
         };
-        let store = self.clone();
-        let report = self.write(move |tx| ingest_tx(tx, &store, parsed, create_contact, now)).await?;
+        // On PostgreSQL two instances may take the same locks in different orders (two batches
+        // creating the same two leads); the loser is rolled back whole and simply runs again.
+        let mut attempts = if self.dialect() == Dialect::Postgres { 3 } else { 1 };
+        let report = loop {
+            attempts -= 1;
+            let store = self.clone();
+            let (items, retry_with) = if attempts > 0 { (parsed.clone(), Some(parsed)) } else { (parsed, None) };
+            match self.write(move |tx| ingest_tx(tx, &store, items, create_contact, now)).await {
+                Err(StoreError::Unavailable(m)) if retry_with.is_some() && m.starts_with("transaction conflict") => {
+                    tracing::debug!(reason = %m, "ingest ran into another transaction; running it again");
+                    parsed = retry_with.expect("checked above");
+                }
+                other => break other?,
+            }
+        };
         if report.sold {
             self.inner.best_sellers.invalidate();
         }
@@ -476,8 +489,8 @@ type Parsed = (Option<String>, std::result::Result<NewEvent, ValidationErrors>);
 fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact: bool, now: Timestamp) -> Result<IngestReport> {
     let mut dir = Directory::load(tx, parsed.iter().filter_map(|(_, p)| p.as_ref().ok().map(|e| &e.contact)))?;
     let mut results = Vec::with_capacity(parsed.len());
-    // Accepted-so-far events: (index into `events`, contact).
-    let mut events: Vec<(NewEvent, Uuid, Uuid)> = Vec::with_capacity(parsed.len());
+    // Accepted-so-far events: the event, its contact, its Rapport id and its result's position.
+    let mut events: Vec<(NewEvent, Uuid, Uuid, usize)> = Vec::with_capacity(parsed.len());
     let mut seen_sources: HashSet<String> = HashSet::new();
     for (index, (raw_id, item)) in parsed.into_iter().enumerate() {
         let e = match item {
@@ -519,6 +532,8 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
             }
         };
         let id = new_id();
+        events.push((e, contact, id, results.len()));
+        let e = &events[events.len() - 1].0;
         results.push(ItemResult {
             index,
             status: ItemStatus::Accepted,
@@ -526,14 +541,16 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
             contact_id: Some(contact),
             errors: vec![],
         });
-        events.push((e, contact, id));
     }
 
     // Write: events with a sender id learn from RETURNING which were new; the rest are new by
     // construction.
     let mut with_source = Vec::new();
     let mut without_source = Vec::new();
-    for (e, contact, id) in &mut events {
+    // Sender ids in one order for every transaction, so that two instances storing the same
+    // delivery wait for each other on the unique index instead of deadlocking.
+    events.sort_by(|a, b| a.0.source_id.cmp(&b.0.source_id));
+    for (e, contact, id, _) in &mut events {
         let values = if e.source_id.is_some() { &mut with_source } else { &mut without_source };
         values.extend([
             Value::Uuid(*contact),
@@ -566,9 +583,8 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
     }
 
     let mut folds = Vec::with_capacity(events.len());
-    let mut accepted = results.iter_mut().filter(|r| r.status == ItemStatus::Accepted);
-    for (e, contact, _) in &events {
-        let result = accepted.next().expect("one result per accepted event");
+    for (e, contact, _, at) in &events {
+        let result = &mut results[*at];
         if let (Some(s), Some(stored)) = (&e.source_id, &stored)
             && !stored.contains(s)
         {
