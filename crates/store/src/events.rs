@@ -226,7 +226,7 @@ impl Store {
             return Err(StoreError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }
         let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        self.read_point(move |tx| {
+        self.read_point_snapshot(move |tx| {
             if !tx.exists("SELECT 1 FROM contacts WHERE id = $1", &[contact_id.into()])? {
                 return Err(StoreError::not_found("contact", contact_id));
             }

@@ -208,10 +208,29 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
+        self.read_point_with(false, f).await
+    }
+
+    /// [`read_point`](Store::read_point) for several statements that must agree with each
+    /// other: they run in one read transaction (one snapshot) on SQLite, as [`read`](Store::read)
+    /// always does.
+    pub async fn read_point_snapshot<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        self.read_point_with(true, f).await
+    }
+
+    async fn read_point_with<T, F>(&self, snapshot: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
         if let Backend::Sqlite(b) = &self.inner.backend
             && let Some(conn) = b.try_reader()
         {
-            return sqlite::SqliteBackend::read_with(&conn, f);
+            return sqlite::SqliteBackend::read_with(&conn, snapshot, f);
         }
         self.read(f).await
     }

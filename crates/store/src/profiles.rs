@@ -451,7 +451,7 @@ impl Store {
     /// A person's profile, with the time-relative figures computed at the clock's now.
     pub async fn profile(&self, contact_id: Uuid) -> Result<ProfileView> {
         let store = self.clone();
-        self.read_point(move |tx| profile_view(tx, &store, contact_id)).await
+        self.read_point_snapshot(move |tx| profile_view(tx, &store, contact_id)).await
     }
 
     /// What a person should see next: products of their interests they have not bought
@@ -461,7 +461,7 @@ impl Store {
             return Err(StoreError::invalid("limit", "must be between 1 and 50"));
         }
         let store = self.clone();
-        self.read_point(move |tx| recommend(tx, &store, contact_id, limit)).await
+        self.read_point_snapshot(move |tx| recommend(tx, &store, contact_id, limit)).await
     }
 }
 
