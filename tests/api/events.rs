@@ -353,6 +353,20 @@ const ORDER_INDEPENDENT: &[&str] = &[
 ];
 
 both_backends! {
+    async fn a_namespace_filter_takes_underscores_literally(app) {
+        let ana = new_contact(app, "Ana", "ana@example.com").await;
+        let events = ["shop_a.viewed", "shopxa.viewed", "shop_a.liked"]
+            .iter()
+            .map(|t| json!({"type": t, "channel": "web", "contact": {"id": ana}}))
+            .collect();
+        let results = ingest(app, events).await;
+        assert!(results.iter().all(|r| r["status"] == "accepted"), "{results:?}");
+        let page = app.get(&format!("/api/v1/contacts/{ana}/timeline?type=shop_a.*")).await.expect(200);
+        let mut types: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        types.sort_unstable();
+        assert_eq!(types, ["shop_a.liked", "shop_a.viewed"]);
+    }
+
     async fn contract_example_is_accepted_and_feeds_the_profile(app) {
         // The example happens on 2026-11-01; move the clock past it before anything exists.
         app.clock.set(t("2026-11-20T12:00:00Z"));

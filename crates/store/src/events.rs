@@ -257,8 +257,10 @@ fn timeline_page(
         for t in &filter.types {
             match t.strip_suffix(".*") {
                 Some(prefix) => {
-                    let p = push(&mut params, format!("{prefix}.%").into());
-                    alts.push(format!("type LIKE {p}"));
+                    // `_` and `%` in a type name are literal characters, not wildcards.
+                    let literal = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                    let p = push(&mut params, format!("{literal}.%").into());
+                    alts.push(format!("type LIKE {p} ESCAPE '\\'"));
                 }
                 None => {
                     let p = push(&mut params, t.as_str().into());
