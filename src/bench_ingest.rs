@@ -23,6 +23,8 @@ use rapport_store::{DatabaseUrl, IngestReport, ItemStatus, Store, StoreError, St
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::demo::thousands;
+
 /// Target from the issue, on SQLite.
 const TARGET_EVENTS_PER_SECOND: f64 = 100_000.0;
 /// Contacts created per transaction before the run.
@@ -929,18 +931,6 @@ impl Results {
         }
         Ok(())
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn cpu_model() -> Option<String> {

@@ -52,10 +52,10 @@ impl DemoSummary {
     /// One line on the event history, e.g. "Ingested 91,234 events (a year of history); lifecycle
     /// stages: loyal 812, lead 750, …".
     pub fn events_line(&self) -> String {
-        let stages: Vec<String> = self.stages.iter().map(|(s, n)| format!("{s} {}", thousands(*n as u32))).collect();
+        let stages: Vec<String> = self.stages.iter().map(|(s, n)| format!("{s} {}", thousands(*n as u64))).collect();
         format!(
             "Ingested {} events (a year of history); lifecycle stages: {}.",
-            thousands(self.events as u32),
+            thousands(self.events as u64),
             if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
         )
     }
@@ -2570,7 +2570,9 @@ fn title_case(s: &str) -> String {
         .join(" ")
 }
 
-fn thousands(n: u32) -> String {
+/// `1234567` as `1,234,567` (also used by the benchmarks' reports).
+pub(crate) fn thousands(n: impl Into<u64>) -> String {
+    let n: u64 = n.into();
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

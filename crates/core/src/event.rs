@@ -522,17 +522,25 @@ impl<'a> Fields<'a> {
         if self.prefix.is_empty() { at(key) } else { format!("{}.{key}", self.prefix) }
     }
 
-    fn text(&mut self, key: &str, required: bool) -> Option<String> {
+    /// The value at `key`, or `None` when it is absent or null (an error when `required`).
+    fn present(&mut self, key: &str, required: bool) -> Option<&'a Value> {
         match self.obj.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            None | Some(Value::Null) if !required => None,
             None | Some(Value::Null) => {
-                let p = self.path(key);
-                self.errs.push(p, "is required");
+                if required {
+                    let p = self.path(key);
+                    self.errs.push(p, "is required");
+                }
                 None
             }
-            Some(_) => {
+            some => some,
+        }
+    }
+
+    fn text(&mut self, key: &str, required: bool) -> Option<String> {
+        match self.present(key, required)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => {
                 let p = self.path(key);
                 self.errs.push(p, "must be a non-empty string");
                 None
@@ -541,15 +549,9 @@ impl<'a> Fields<'a> {
     }
 
     fn number(&mut self, key: &str, required: bool) -> Option<f64> {
-        match self.obj.get(key) {
-            Some(Value::Number(n)) => n.as_f64(),
-            None | Some(Value::Null) if !required => None,
-            None | Some(Value::Null) => {
-                let p = self.path(key);
-                self.errs.push(p, "is required");
-                None
-            }
-            Some(_) => {
+        match self.present(key, required)? {
+            Value::Number(n) => n.as_f64(),
+            _ => {
                 let p = self.path(key);
                 self.errs.push(p, "must be a number");
                 None

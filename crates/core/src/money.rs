@@ -22,8 +22,7 @@ impl Currency {
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII capitals are ever stored.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
+        std::str::from_utf8(&self.0).expect("a currency holds three ASCII capitals")
     }
 
     /// Digits after the decimal point.
