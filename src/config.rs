@@ -34,6 +34,14 @@ pub struct Config {
     /// How events add up to profiles: base currency, exchange rates, value tiers, lifecycle
     /// and RFM thresholds (the `[profiles]` table of rapport.toml).
     pub profiles: ProfileRules,
+    /// The IANA time zone of contacts who have none: their "today" in segment filters.
+    pub default_time_zone: String,
+    /// Minutes between full re-evaluations of segments that depend on time (birthdays,
+    /// windows such as "in the last 21 days").
+    pub segment_refresh_minutes: u64,
+    /// Mark the sign-in cookie `Secure` (browsers then send it over HTTPS only). Set it when
+    /// Rapport is reached over HTTPS; requests arriving through an HTTPS proxy get it anyway.
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -50,6 +58,9 @@ impl Default for Config {
             bootstrap_key: None,
             max_ingest_body_bytes: 32 * 1024 * 1024,
             profiles: ProfileRules::default(),
+            default_time_zone: "UTC".into(),
+            segment_refresh_minutes: 15,
+            secure_cookies: false,
         }
     }
 }

@@ -24,6 +24,7 @@ use rapport_core::contact::{Address, ContactDraft, EmailDraft, ExternalIdDraft, 
 use rapport_core::custom_field::{CustomFieldDraft, FieldKind, RecordType};
 use rapport_core::note::NoteDraft;
 use rapport_core::relation::{RelationDraft, RelationKind};
+use rapport_core::segment::SegmentDraft;
 use rapport_core::tag::TagDraft;
 use rapport_core::user::{Role, UserDraft};
 use rapport_store::{Created, Store, StoreError};
@@ -46,6 +47,8 @@ pub struct DemoSummary {
     pub events: usize,
     /// How many contacts are in each lifecycle stage once the history is in, most first.
     pub stages: Vec<(String, usize)>,
+    /// The segments created, with their member counts.
+    pub segments: Vec<(String, i64)>,
 }
 
 impl DemoSummary {
@@ -59,7 +62,54 @@ impl DemoSummary {
             if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
         )
     }
+
+    /// One line on the segments, e.g. "Segments: VIPs drifting away 261, Birthdays this week 29, …".
+    pub fn segments_line(&self) -> String {
+        let parts: Vec<String> = self.segments.iter().map(|(name, n)| format!("{name} {}", thousands(*n as u64))).collect();
+        format!("Segments: {}.", parts.join(", "))
+    }
 }
+
+/// The segments a dealership would keep: name, description, filter.
+const SEGMENTS: &[(&str, &str, &str)] = &[
+    (
+        "VIPs drifting away",
+        "Gold and VIP customers with no showroom or service visit in two months: call them before a competitor does.",
+        r#"value_tier in ("gold", "vip") and no visit.checked_in in last 60d"#,
+    ),
+    ("Birthdays this week", "Birthdays in the next seven days, in each customer's own time zone.", "birthday within next 7d"),
+    (
+        "Children turning 21",
+        "Customers whose child turns 21 within two months: a first car is not far off.",
+        "related(child).birthday turns 21 within next 60d",
+    ),
+    (
+        "Newsletter readers drifting",
+        "They open the newsletter but have not clicked anything in six months: time for a different offer.",
+        "count(email.opened, last 180d) >= 3 and count(email.clicked, last 180d) = 0",
+    ),
+    (
+        "EV-curious prospects",
+        "Interested in electric or hybrid cars and not yet loyal customers.",
+        r#"custom.vehicle_interest in ("EV", "hybrid") and stage in ("lead", "active")"#,
+    ),
+    ("Fleet accounts", "People at companies running ten vehicles or more.", "company.custom.fleet_size >= 10"),
+    (
+        "Service regulars",
+        "Two or more service visits paid in the last year.",
+        r#"count(order.completed where items.category = "service", last 365d) >= 2"#,
+    ),
+    (
+        "Browsing, not buying",
+        "Looked at cars online this month without buying: a test-drive invitation may tip them.",
+        "has product.viewed in last 30d and no order.completed in last 30d",
+    ),
+    (
+        "Customer anniversaries",
+        "The anniversary of their first purchase is within two weeks.",
+        "first_order anniversary within next 14d",
+    ),
+];
 
 /// Contacts per `create_contacts` call: one transaction each.
 const BATCH: usize = 500;
@@ -200,6 +250,18 @@ pub async fn seed(
     history.ingest(store, &contact_ids, &mut progress).await?;
     let stages = events::count_stages(store, &contact_ids).await?;
 
+    let mut segments = Vec::with_capacity(SEGMENTS.len());
+    for (name, description, filter) in SEGMENTS {
+        let draft = SegmentDraft {
+            name: Some(name.to_string()),
+            description: Some(description.to_string()),
+            filter: Some(filter.to_string()),
+            filter_json: None,
+        };
+        let s = store.create_segment(draft, None).await.with_context(|| format!("creating the segment {name}"))?;
+        segments.push((s.name, s.member_count));
+    }
+
     Ok(DemoSummary {
         users: STAFF.len(),
         contacts: contact_ids.len(),
@@ -209,7 +271,33 @@ pub async fn seed(
         admin_email: STAFF[0].email.to_string(),
         events: event_count,
         stages,
+        segments,
     })
+}
+
+/// Gives the demo's owner (an admin) a fresh random password so that the UI can be signed in
+/// to, creating them if a partial run left them out; returns the email and the password. Each
+/// run prints a new one (and ends the sessions of the previous).
+pub async fn ensure_login(store: &Store) -> anyhow::Result<(String, String)> {
+    let owner = &STAFF[0];
+    let email = EmailAddress::parse(owner.email).map_err(anyhow::Error::msg)?;
+    let id = match store.find_user_by_email(email).await? {
+        Some(u) => u.id,
+        None => {
+            let draft = UserDraft {
+                name: Some(owner.name.into()),
+                email: Some(owner.email.into()),
+                role: Some(owner.role),
+                active: Some(true),
+            };
+            new(store.create_user(draft, None).await.context("creating the demo owner")?)?.id
+        }
+    };
+    let token = rapport_store::sessions::random_token()?;
+    let password: String = token.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let hash = rapport_web::password::hash(&password).map_err(anyhow::Error::msg)?;
+    store.set_user_password(id, Some(hash)).await?;
+    Ok((owner.email.to_string(), password))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2606,6 +2694,22 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()
     }
 
+    /// The printed login works, and a new run replaces it.
+    #[tokio::test]
+    async fn the_demo_login_signs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("d.db")), StoreOptions::default()).unwrap();
+        let (email, first) = ensure_login(&store).await.unwrap();
+        let (_, second) = ensure_login(&store).await.unwrap();
+        assert_ne!(first, second);
+        assert!(second.len() >= 12);
+        let (user, hash) = store.find_login(EmailAddress::parse(&email).unwrap()).await.unwrap().expect("the owner");
+        assert_eq!(user.role, Role::Admin);
+        let hash = hash.expect("a password");
+        assert!(rapport_web::password::verify(&second, &hash));
+        assert!(!rapport_web::password::verify(&first, &hash));
+    }
+
     fn fake_team() -> Team {
         let ids: Vec<Uuid> = (0..STAFF.len()).map(|i| Uuid::from_u128(i as u128 + 1)).collect();
         Team::new(&ids)
@@ -2789,6 +2893,11 @@ mod tests {
         assert_eq!(summary.stages.iter().map(|(_, n)| n).sum::<usize>(), 200);
         assert!(summary.stages.len() >= 4, "{:?}", summary.stages);
         assert!(summary.events_line().starts_with("Ingested "), "{}", summary.events_line());
+        // Every demo segment parses, compiles and fills; the common ones are not empty.
+        assert_eq!(summary.segments.len(), SEGMENTS.len());
+        let count = |name: &str| summary.segments.iter().find(|(n, _)| n == name).map(|(_, c)| *c).unwrap();
+        assert!(count("Service regulars") > 0, "{:?}", summary.segments);
+        assert!(count("Browsing, not buying") > 0, "{:?}", summary.segments);
         // A second run refuses to pile onto existing data.
         assert!(seed(&store, 10, 1, &report).await.is_err());
     }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_segments;
 mod config;
 mod demo;
 
@@ -84,6 +85,10 @@ enum BenchCommand {
     /// Recommendations and profiles over HTTP for the demo business (with its year of events),
     /// beside the throughput of a trivial endpoint of the same server
     Recommendations(bench::RecommendationArgs),
+    /// Segment counts, full refreshes and incremental maintenance on a generated dataset of
+    /// 1M contacts and 20M events (SQLite unless --database-url says otherwise)
+    #[command(long_about = bench_segments::LONG_ABOUT)]
+    Segments(bench_segments::SegmentsArgs),
 }
 
 #[derive(Args)]
@@ -136,7 +141,7 @@ enum UsersCommand {
         /// admin, manager, member or viewer
         #[arg(long, default_value = "member")]
         role: Role,
-        /// Read a password from standard input (sign-in arrives with the web UI)
+        /// Read a password from standard input; the user can then sign in to the web UI at /login
         #[arg(long)]
         password_stdin: bool,
     },
@@ -186,6 +191,9 @@ fn open_store_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
         pg_max_connections: config.pg_max_connections,
         pg_schema: None,
         profile_rules: Arc::new(config.profiles.clone()),
+        default_time_zone: config.default_time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
+            anyhow::anyhow!("default_time_zone: '{}' is not an IANA time zone such as Europe/Berlin", config.default_time_zone)
+        })?,
     };
     Store::open(&url, options).with_context(|| format!("cannot open the database at {}", url.redacted()))
 }
@@ -233,6 +241,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Http(args)) => bench::run(args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args, cli.database_url).await,
         Command::Bench(BenchCommand::Recommendations(args)) => bench::run_recommendations(args).await,
+        Command::Bench(BenchCommand::Segments(args)) => bench_segments::run(args, cli.database_url).await,
     }
 }
 
@@ -296,6 +305,8 @@ async fn serve_store(store: Store, config: &Config, manual: Option<Arc<ManualClo
         max_body_bytes: config.max_body_bytes,
         request_timeout: Duration::from_secs(config.request_timeout_secs),
         max_ingest_body_bytes: config.max_ingest_body_bytes,
+        segment_refresh_every: Duration::from_secs(config.segment_refresh_minutes.max(1) * 60),
+        secure_cookies: config.secure_cookies,
         ..WebConfig::default()
     };
     tracing::info!(%addr, database = %DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted(), "Rapport is serving");
@@ -447,14 +458,18 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
             summary.admin_email
         );
         eprintln!("{}", summary.events_line());
+        eprintln!("{}", summary.segments_line());
     } else {
         eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());
     }
     let key = store.create_key("demo".into(), Role::Admin, None, None, false).await?.context("no demo key was created")?;
+    let (login_email, login_password) = demo::ensure_login(&store).await?;
     let base = format!("http://{}", config.bind);
     println!();
     println!("  Rapport demo is ready.");
     println!("  URL:        {base}/");
+    println!("  Sign in:    {login_email}");
+    println!("  Password:   {login_password}");
     println!("  API docs:   {base}/api/docs");
     println!("  Admin key:  {}", key.secret);
     println!();

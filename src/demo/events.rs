@@ -1034,6 +1034,15 @@ impl Gen {
         if !subscribed {
             return;
         }
+        // People known before the history began came in with the imported mailing list;
+        // newer ones signed up on the website when they first got in touch.
+        if known_since >= HISTORY_DAYS - 1 {
+            let imported = self.midnight - Duration::days(HISTORY_DAYS - 1) + Duration::seconds(9 * 3600);
+            self.push(c, imported, "email.subscribed", "import", json!({"topic": "newsletter"}));
+        } else {
+            let signed_up = self.any_time(known_since);
+            self.push(c, signed_up, "email.subscribed", "web", json!({"topic": "newsletter", "source": "website"}));
+        }
         let mut open_rate = self.rng.u32(5..70);
         if matches!(persona, Persona::Drifting | Persona::Lost) {
             open_rate /= 2;

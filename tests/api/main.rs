@@ -76,6 +76,8 @@ mod contacts;
 mod events;
 mod ops;
 mod resources;
+mod segments;
+mod ui;
 
 /// A running server and how to stop it.
 struct Server {

@@ -6,11 +6,31 @@ use std::fmt;
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// For text in a language (segment filters): the 1-based line of the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The 1-based column, in characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// What would have been valid there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
 }
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: field.into(), message: message.into(), line: None, column: None, expected: None }
+    }
+
+    /// A problem at a position in a field's text.
+    pub fn at(field: impl Into<String>, message: impl Into<String>, line: u32, column: u32, expected: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+            line: Some(line),
+            column: Some(column),
+            expected: Some(expected.into()),
+        }
     }
 }
 

@@ -209,6 +209,7 @@ pub const BUILT_IN_TYPES: &[&str] = &[
     "email.clicked",
     "email.bounced",
     "email.unsubscribed",
+    "email.subscribed",
     "sms.sent",
     "sms.received",
     "chat.message",
@@ -272,6 +273,15 @@ pub fn check_type(raw: &str) -> Result<(), String> {
         return Err(format!("unknown {namespace} event '{raw}'; the {namespace} types are: {}", known.join(", ")));
     }
     Ok(())
+}
+
+/// Checks an event type named in a filter: any built-in or system type, or a well-formed
+/// custom type (whether or not such events exist yet).
+pub fn check_selectable_type(raw: &str) -> Result<(), String> {
+    if SYSTEM_TYPES.contains(&raw) {
+        return Ok(());
+    }
+    check_type(raw)
 }
 
 /// The channel a built-in type happens on when the sender does not say.
@@ -721,7 +731,15 @@ pub fn payload_effect(kind: &str, payload: &Map<String, Value>) -> Result<(Optio
             f.one_of("kind", &["hard", "soft"], false);
             (None, Effect::None)
         }
-        "email.unsubscribed" => (None, Effect::None),
+        // Without a topic, an unsubscribe is from everything.
+        "email.unsubscribed" => {
+            f.text("topic", false);
+            (None, Effect::None)
+        }
+        "email.subscribed" => {
+            f.text("topic", true);
+            (None, Effect::None)
+        }
         "email.opened" => (None, Effect::EmailOpened),
         "email.clicked" => {
             f.text("url", false);

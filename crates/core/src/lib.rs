@@ -19,6 +19,7 @@ pub mod patch;
 pub mod phone;
 pub mod profile;
 pub mod relation;
+pub mod segment;
 pub mod tag;
 pub mod text;
 pub mod user;

@@ -7,9 +7,9 @@ use std::fmt;
 pub struct Currency([u8; 3]);
 
 /// Currencies whose minor unit is not a hundredth (ISO 4217). Everything else has two decimals.
-const ZERO_DECIMALS: &[&str] =
+pub const ZERO_DECIMALS: &[&str] =
     &["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"];
-const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+pub const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 
 impl Currency {
     pub fn parse(raw: &str) -> Result<Self, String> {

@@ -135,15 +135,31 @@ impl Store {
                 &params,
             )?;
             write_tags(tx, id, &input, &store)?;
+            // Company fields and tags are part of their people's filters.
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM contact_companies WHERE company_id = $1",
+                &[id.into()],
+                store.now(),
+            )?;
             load(tx, id)
         })
         .await
     }
 
     pub async fn delete_company(&self, id: Uuid) -> Result<()> {
-        self.write(move |tx| match tx.execute("DELETE FROM companies WHERE id = $1", &[id.into()])? {
-            0 => Err(StoreError::not_found("company", id)),
-            _ => Ok(()),
+        let now = self.now();
+        self.write(move |tx| {
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM contact_companies WHERE company_id = $1",
+                &[id.into()],
+                now,
+            )?;
+            match tx.execute("DELETE FROM companies WHERE id = $1", &[id.into()])? {
+                0 => Err(StoreError::not_found("company", id)),
+                _ => Ok(()),
+            }
         })
         .await
     }

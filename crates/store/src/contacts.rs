@@ -31,6 +31,8 @@ pub struct ContactFilter {
     pub created_after: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
     pub updated_after: Option<Timestamp>,
+    /// A segment filter (the same language as segments).
+    pub filter: Option<rapport_core::segment::Filter>,
 }
 
 pub(crate) const SORTS: &[SortField] = &[
@@ -49,7 +51,7 @@ macro_rules! contact_columns {
          c.source, c.owner_id, c.custom_fields, c.created_at, c.updated_at, c.children"
     };
 }
-const SELECT: &str = contact_columns!();
+pub(crate) const SELECT: &str = contact_columns!();
 const SELECT_BY_ID: &str = concat!(contact_columns!(), " FROM contacts c WHERE c.id = $1");
 
 /// SQL that rebuilds `contacts.children` from the child tables for the contacts selected by
@@ -138,7 +140,7 @@ impl From<Flag> for bool {
     }
 }
 
-fn map_row(r: Row) -> Result<Contact> {
+pub(crate) fn map_row(r: Row) -> Result<Contact> {
     let address = Address {
         street: r.opt_string(11)?,
         street2: r.opt_string(12)?,
@@ -304,6 +306,7 @@ pub(crate) fn insert(tx: &mut dyn Tx, store: &Store, draft: ContactDraft) -> Res
         &params,
     )?;
     write_children(tx, id, &input, now)?;
+    crate::segments::mark_dirty(tx, &[id], now)?;
     load(tx, id)
 }
 
@@ -353,13 +356,42 @@ impl Store {
                 tx.execute(&format!("DELETE FROM {table} WHERE contact_id = $1"), &[id.into()])?;
             }
             write_children(tx, id, &input, store.now())?;
+            crate::segments::mark_dirty(tx, &[id], store.now())?;
+            // People who have this person as a relation read their birthday.
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM relations WHERE related_contact_id = $1 AND contact_id <> $1",
+                &[id.into()],
+                store.now(),
+            )?;
             load(tx, id)
         })
         .await
     }
 
     pub async fn delete_contact(&self, id: Uuid) -> Result<()> {
+        let now = self.now();
         self.write(move |tx| {
+            // Memberships go with the contact: keep the stored counts true, and let people
+            // whose filters read this person (as a relation) be looked at again.
+            if tx.dialect() == crate::db::Dialect::Postgres {
+                // In id order, as the segment maintainer locks them.
+                tx.query(
+                    "SELECT id FROM segments WHERE id IN (SELECT segment_id FROM segment_members WHERE contact_id = $1) ORDER BY id FOR UPDATE",
+                    &[id.into()],
+                )?;
+            }
+            tx.execute(
+                "UPDATE segments SET member_count = member_count - 1 \
+                 WHERE id IN (SELECT segment_id FROM segment_members WHERE contact_id = $1)",
+                &[id.into()],
+            )?;
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM relations WHERE related_contact_id = $1 AND contact_id <> $1",
+                &[id.into()],
+                now,
+            )?;
             // Relations that pointed at this person keep their name.
             tx.execute(
                 "UPDATE relations SET related_name = (SELECT display_name FROM contacts WHERE id = $1) \
@@ -375,6 +407,7 @@ impl Store {
     }
 
     pub async fn list_contacts(&self, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
+        let store = self.clone();
         self.read(move |tx| {
             let mut q = ListQuery::new(&page, SORTS, "display_name", "c.id")?;
             if let Some(text) = filter.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -434,7 +467,15 @@ impl Store {
                 let p = q.param(t);
                 q.condition(format!("c.updated_at >= {p}"));
             }
-            let sql = q.sql(SELECT, "FROM contacts c");
+            let mut from = "FROM contacts c";
+            if let Some(f) = &filter.filter {
+                let (sql, needs_profile) = store.contact_filter_sql(tx, f, &mut q.params)?;
+                q.condition(sql);
+                if needs_profile {
+                    from = "FROM contacts c LEFT JOIN profiles p ON p.contact_id = c.id";
+                }
+            }
+            let sql = q.sql(SELECT, from);
             let rows = tx.query(&sql, &q.params)?;
             q.page(rows, |r| r.uuid(0), map_row)
         })

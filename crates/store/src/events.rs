@@ -18,7 +18,7 @@ use crate::db::{Dialect, Tx, insert_many, select_in};
 use crate::list::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::profiles::{self, Fold};
 use crate::value::{Row, Value};
-use crate::{Result, Store, StoreError, contacts};
+use crate::{Result, Store, StoreError, contacts, segments};
 
 /// The answer to an ingest request: one result per event, in request order.
 #[derive(Debug, Clone, Serialize)]
@@ -236,7 +236,7 @@ impl Store {
     }
 }
 
-fn timeline_page(
+pub(crate) fn timeline_page(
     tx: &mut dyn Tx,
     contact_id: Uuid,
     filter: &TimelineFilter,
@@ -324,7 +324,7 @@ fn encode_cursor(t: Timestamp, seq: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}.{seq}", t.timestamp_micros()))
 }
 
-fn decode_cursor(raw: &str) -> Result<(Timestamp, i64)> {
+pub(crate) fn decode_cursor(raw: &str) -> Result<(Timestamp, i64)> {
     use base64::Engine;
     let bad = || StoreError::invalid("cursor", "is not a cursor from this timeline; start again without it");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
@@ -547,6 +547,15 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
 
     // Write: events with a sender id learn from RETURNING which were new; the rest are new by
     // construction.
+    // Subscription changes, kept aside before payloads move into the rows.
+    let subscriptions: Vec<(Option<String>, Uuid, String, bool, Timestamp)> = events
+        .iter()
+        .filter(|(e, ..)| matches!(e.kind.as_str(), "email.subscribed" | "email.unsubscribed"))
+        .map(|(e, contact, ..)| {
+            let topic = e.payload.get("topic").and_then(|t| t.as_str()).map(|t| t.trim().to_lowercase());
+            (e.source_id.clone(), *contact, topic.unwrap_or_else(|| "*".into()), e.kind == "email.subscribed", e.occurred_at)
+        })
+        .collect();
     let mut with_source = Vec::new();
     let mut without_source = Vec::new();
     // Sender ids in one order for every transaction, so that two instances storing the same
@@ -597,7 +606,36 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
         folds.push(Fold { contact_id: *contact, at: e.occurred_at, effect: &e.effect });
     }
     let sold = folds.iter().any(|f| matches!(f.effect, rapport_core::event::Effect::Order { .. }));
+    let touched: Vec<Uuid> = folds.iter().map(|f| f.contact_id).collect();
     profiles::apply(tx, store, &mut folds, profiles::Mode::Incremental, now)?;
+    let new_event = |source: &Option<String>| match (source, &stored) {
+        (Some(s), Some(stored)) => stored.contains(s),
+        _ => true,
+    };
+    // One row per person and topic (a statement may not update a row twice): the latest.
+    let mut latest: std::collections::BTreeMap<(Uuid, String), (bool, Timestamp)> = Default::default();
+    for (_, contact, topic, subscribed, at) in subscriptions.into_iter().filter(|s| new_event(&s.0)) {
+        let slot = latest.entry((contact, topic)).or_insert((subscribed, at));
+        if at >= slot.1 {
+            *slot = (subscribed, at);
+        }
+    }
+    let mut values = Vec::new();
+    for ((contact, topic), (subscribed, at)) in latest {
+        values.extend([Value::Uuid(contact), Value::Text(topic), Value::Bool(subscribed), Value::Time(at)]);
+    }
+    if !values.is_empty() {
+        // The latest change wins, whatever order the events arrive in.
+        insert_many(
+            tx,
+            "INSERT INTO contact_subscriptions (contact_id, topic, subscribed, changed_at)",
+            4,
+            &values,
+            "ON CONFLICT (contact_id, topic) DO UPDATE SET subscribed = excluded.subscribed, changed_at = excluded.changed_at \
+             WHERE excluded.changed_at >= contact_subscriptions.changed_at",
+        )?;
+    }
+    segments::mark_dirty(tx, &touched, now)?;
     Ok(IngestReport { results, sold })
 }
 

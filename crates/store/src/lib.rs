@@ -2,10 +2,12 @@
 //! SQLite (an embedded file, the default) and PostgreSQL (for scale-out) — with the same
 //! repositories, written once against the [`db::Tx`] seam, and migrations for each.
 
+mod bulk;
 mod common;
 mod companies;
 mod contacts;
 mod custom_fields;
+mod dashboard;
 pub mod db;
 mod error;
 mod events;
@@ -15,9 +17,14 @@ mod links;
 pub mod list;
 pub mod migrate;
 mod notes;
+mod overview;
 mod postgres;
 mod profiles;
 mod relations;
+mod saved_views;
+mod search;
+pub mod segments;
+pub mod sessions;
 mod sqlite;
 mod tags;
 mod users;
@@ -29,8 +36,10 @@ use std::sync::Arc;
 use rapport_core::profile::ProfileRules;
 use rapport_core::{Clock, PhoneRegion, SystemClock};
 
+pub use bulk::{BulkReport, MAX_BULK};
 pub use companies::CompanyFilter;
 pub use contacts::ContactFilter;
+pub use dashboard::{Dashboard, RecentContact};
 pub use error::StoreError;
 pub use events::{Amount, IngestReport, ItemResult, ItemStatus, TimelineEvent, TimelineFilter};
 pub use idempotency::{Created, IdempotencyKey};
@@ -38,8 +47,13 @@ pub use keys::{AuthenticatedKey, NewKey};
 pub use links::LinkFilter;
 pub use list::{Page, PageRequest};
 pub use notes::NoteFilter;
+pub use overview::{CompanyOverview, ContactOverview, InboundRelation, LinkedCompany, LinkedContact};
 pub use profiles::RebuildReport;
 pub use relations::RelationFilter;
+pub use saved_views::SavedView;
+pub use search::{HitKind, SearchHit};
+pub use segments::{ExplainNode, Explanation, MaintainReport, Preview, Segment};
+pub use sessions::{NewSession, Session, SessionLimits};
 pub use tags::TagFilter;
 pub use users::UserFilter;
 
@@ -111,6 +125,8 @@ pub struct StoreOptions {
     pub pg_schema: Option<String>,
     /// How events add up to profiles, tiers and lifecycle stages.
     pub profile_rules: Arc<ProfileRules>,
+    /// The time zone of contacts who have none (their "today" in segment filters).
+    pub default_time_zone: chrono_tz::Tz,
 }
 
 impl Default for StoreOptions {
@@ -122,6 +138,7 @@ impl Default for StoreOptions {
             pg_max_connections: 16,
             pg_schema: None,
             profile_rules: Arc::new(ProfileRules::default()),
+            default_time_zone: chrono_tz::Tz::UTC,
         }
     }
 }
@@ -360,6 +377,6 @@ mod group_commit_tests {
         drop(Store::open(&url, StoreOptions::default()).unwrap());
         let store = Store::open(&url, StoreOptions::default()).unwrap();
         let versions = store.read(|tx| migrate::applied_versions(tx)).await.unwrap();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
     }
 }

@@ -68,6 +68,7 @@ impl Store {
                 "INSERT INTO contact_companies (id, contact_id, company_id, role, is_primary, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 &[id.into(), input.contact_id.into(), input.company_id.into(), input.role.clone().into(), input.primary.into(), now.into()],
             )?;
+            crate::segments::mark_dirty(tx, &[input.contact_id], now)?;
             load(tx, id)
         })
         .await
@@ -92,9 +93,11 @@ impl Store {
     }
 
     pub async fn delete_link(&self, id: Uuid) -> Result<()> {
-        self.write(move |tx| match tx.execute("DELETE FROM contact_companies WHERE id = $1", &[id.into()])? {
-            0 => Err(StoreError::not_found("link", id)),
-            _ => Ok(()),
+        let now = self.now();
+        self.write(move |tx| {
+            let contact = tx.query_opt("DELETE FROM contact_companies WHERE id = $1 RETURNING contact_id", &[id.into()])?;
+            let contact = contact.ok_or_else(|| StoreError::not_found("link", id))?.uuid(0)?;
+            crate::segments::mark_dirty(tx, &[contact], now)
         })
         .await
     }

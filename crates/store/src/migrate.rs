@@ -27,6 +27,18 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_events.sql"),
         postgres: include_str!("../migrations/postgres/0002_events.sql"),
     },
+    Migration {
+        version: 3,
+        name: "segments",
+        sqlite: include_str!("../migrations/sqlite/0003_segments.sql"),
+        postgres: include_str!("../migrations/postgres/0003_segments.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "sessions",
+        sqlite: include_str!("../migrations/sqlite/0004_sessions.sql"),
+        postgres: include_str!("../migrations/postgres/0004_sessions.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

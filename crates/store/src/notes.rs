@@ -23,9 +23,10 @@ const SORTS: &[SortField] = &[
     SortField { name: "created_at", expr: "n.created_at", kind: SortKind::Time },
     SortField { name: "updated_at", expr: "n.updated_at", kind: SortKind::Time },
 ];
-const SELECT: &str = "SELECT n.id, n.contact_id, n.company_id, n.body, n.author_id, n.pinned, n.created_at, n.updated_at";
+pub(crate) const SELECT: &str =
+    "SELECT n.id, n.contact_id, n.company_id, n.body, n.author_id, n.pinned, n.created_at, n.updated_at";
 
-fn map_row(r: Row) -> Result<Note> {
+pub(crate) fn map_row(r: Row) -> Result<Note> {
     Ok(Note {
         id: r.uuid(0)?,
         contact_id: r.opt_uuid(1)?,

@@ -381,7 +381,9 @@ impl Store {
                     let mut ids = rows.iter().map(|r| r.uuid(0)).collect::<Result<Vec<_>>>()?;
                     ids.sort_unstable();
                     let more = ids.len() as i64 == SWEEP_CHUNK;
-                    Ok((restage(tx, &store, &ids, &[], Mode::Incremental, now)?, more))
+                    let changed = restage(tx, &store, &ids, &[], Mode::Incremental, now)?;
+                    crate::segments::mark_dirty(tx, &ids, now)?;
+                    Ok((changed, more))
                 })
                 .await?;
             total += n;
@@ -473,7 +475,7 @@ pub struct RebuildReport {
     pub stage_changes: u64,
 }
 
-fn profile_view(tx: &mut dyn Tx, store: &Store, contact_id: Uuid) -> Result<ProfileView> {
+pub(crate) fn profile_view(tx: &mut dyn Tx, store: &Store, contact_id: Uuid) -> Result<ProfileView> {
     let rules = &store.options().profile_rules;
     let now = store.now();
     if !tx.exists("SELECT 1 FROM contacts WHERE id = $1", &[contact_id.into()])? {

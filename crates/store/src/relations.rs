@@ -23,12 +23,12 @@ const SORTS: &[SortField] = &[
     SortField { name: "created_at", expr: "r.created_at", kind: SortKind::Time },
     SortField { name: "updated_at", expr: "r.updated_at", kind: SortKind::Time },
 ];
-const SELECT: &str = "SELECT r.id, r.contact_id, r.kind, r.custom_kind, r.related_contact_id, r.related_name, \
+pub(crate) const SELECT: &str = "SELECT r.id, r.contact_id, r.kind, r.custom_kind, r.related_contact_id, r.related_name, \
     r.related_birthday_month, r.related_birthday_day, r.related_birthday_year, r.notes, r.created_at, r.updated_at, \
     rc.display_name, rc.birthday_month, rc.birthday_day, rc.birthday_year";
-const FROM: &str = "FROM relations r LEFT JOIN contacts rc ON rc.id = r.related_contact_id";
+pub(crate) const FROM: &str = "FROM relations r LEFT JOIN contacts rc ON rc.id = r.related_contact_id";
 
-fn map_row(r: Row) -> Result<Relation> {
+pub(crate) fn map_row(r: Row) -> Result<Relation> {
     let kind = r.string(2)?;
     Ok(Relation {
         id: r.uuid(0)?,
@@ -90,6 +90,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &params,
             )?;
+            crate::segments::mark_dirty(tx, &[input.contact_id], now)?;
             load(tx, id)
         })
         .await
@@ -120,15 +121,18 @@ impl Store {
                  WHERE id = $1",
                 &params,
             )?;
+            crate::segments::mark_dirty(tx, &[base.contact_id], now)?;
             load(tx, id)
         })
         .await
     }
 
     pub async fn delete_relation(&self, id: Uuid) -> Result<()> {
-        self.write(move |tx| match tx.execute("DELETE FROM relations WHERE id = $1", &[id.into()])? {
-            0 => Err(StoreError::not_found("relation", id)),
-            _ => Ok(()),
+        let now = self.now();
+        self.write(move |tx| {
+            let owner = tx.query_opt("DELETE FROM relations WHERE id = $1 RETURNING contact_id", &[id.into()])?;
+            let owner = owner.ok_or_else(|| StoreError::not_found("relation", id))?.uuid(0)?;
+            crate::segments::mark_dirty(tx, &[owner], now)
         })
         .await
     }

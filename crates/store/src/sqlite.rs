@@ -32,16 +32,42 @@ pub(crate) struct SqliteBackend {
     path: PathBuf,
 }
 
+/// Every connection's settings. `mmap_size` (SQLite's 2 GiB ceiling) lets reads use the OS page
+/// cache directly instead of copying pages into each connection's cache: scans that touch many
+/// pages, such as segment counts, ran 1.4–3× faster on a 5.5 GiB database (docs/benchmarks.md).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;",
+         PRAGMA cache_size = -32000;
+         PRAGMA mmap_size = 2147418112;",
     )?;
     conn.set_prepared_statement_cache_capacity(256);
+    register_functions(conn)?;
     Ok(())
+}
+
+/// SQL functions SQLite lacks and segment filters need.
+///
+/// `rapport_local_ymd(micros, zone, default_zone)`: the calendar date (year·10000+month·100+day)
+/// of a UTC instant in microseconds, in the IANA `zone` (or `default_zone` when it is NULL or
+/// unknown) — the contact's local date of a purchase, for anniversaries. PostgreSQL does the same
+/// with `AT TIME ZONE`.
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function("rapport_local_ymd", 3, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let Some(micros) = ctx.get::<Option<i64>>(0)? else { return Ok(None) };
+        let zone =
+            |i| -> rusqlite::Result<Option<chrono_tz::Tz>> { Ok(ctx.get::<Option<String>>(i)?.and_then(|z| z.parse().ok())) };
+        let tz = zone(1)?.or(zone(2)?).unwrap_or(chrono_tz::Tz::UTC);
+        Ok(chrono::DateTime::from_timestamp_micros(micros).map(|t| {
+            use chrono::Datelike;
+            let d = t.with_timezone(&tz).date_naive();
+            i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day())
+        }))
+    })
 }
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {

@@ -84,6 +84,7 @@ impl Store {
     }
 
     pub async fn update_tag(&self, id: Uuid, patch: TagPatch) -> Result<Tag> {
+        let now = self.now();
         self.write(move |tx| {
             let input = TagInput::patched(&load(tx, id)?, patch)?;
             check_unique(tx, &input, id)?;
@@ -95,6 +96,15 @@ impl Store {
             let refresh =
                 contacts::refresh_children_sql(tx.dialect(), "id IN (SELECT contact_id FROM contact_tags WHERE tag_id = $1)");
             tx.execute(&refresh, &[id.into()])?;
+            // Filters name tags: whoever carries this one, directly or through a company, may
+            // change segments.
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM contact_tags WHERE tag_id = $1 UNION \
+                 SELECT cc.contact_id FROM company_tags kt JOIN contact_companies cc ON cc.company_id = kt.company_id WHERE kt.tag_id = $1",
+                &[id.into()],
+                now,
+            )?;
             load(tx, id)
         })
         .await
@@ -102,7 +112,15 @@ impl Store {
 
     /// Deleting a tag removes it from every record.
     pub async fn delete_tag(&self, id: Uuid) -> Result<()> {
+        let now = self.now();
         self.write(move |tx| {
+            crate::segments::mark_dirty_where(
+                tx,
+                "SELECT contact_id FROM contact_tags WHERE tag_id = $1 UNION \
+                 SELECT cc.contact_id FROM company_tags kt JOIN contact_companies cc ON cc.company_id = kt.company_id WHERE kt.tag_id = $1",
+                &[id.into()],
+                now,
+            )?;
             let tagged: Vec<Uuid> = tx
                 .query("SELECT contact_id FROM contact_tags WHERE tag_id = $1", &[id.into()])?
                 .iter()

@@ -118,6 +118,49 @@ impl Store {
         .await
     }
 
+    /// The user with `email` and their stored password hash (a PHC string; `None` when they
+    /// cannot sign in with a password), for signing in.
+    pub async fn find_login(&self, email: EmailAddress) -> Result<Option<(User, Option<String>)>> {
+        self.read_point(move |tx| {
+            let Some(r) =
+                tx.query_opt(&format!("{SELECT}, u.password_hash FROM users u WHERE u.email = $1"), &[email.as_str().into()])?
+            else {
+                return Ok(None);
+            };
+            let hash = r.opt_string(7)?;
+            Ok(Some((map_row(r)?, hash)))
+        })
+        .await
+    }
+
+    /// Sets (or, with `None`, removes) a user's password hash and ends their sessions.
+    pub async fn set_user_password(&self, id: Uuid, password_hash: Option<String>) -> Result<()> {
+        let now = self.now();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                &[id.into(), password_hash.into(), now.into()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::not_found("user", id));
+            }
+            tx.execute("DELETE FROM sessions WHERE user_id = $1", &[id.into()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every user's id and name, by name: small enough to hold (owners in forms and lists).
+    pub async fn user_names(&self) -> Result<Vec<(Uuid, String, bool)>> {
+        self.read_point(|tx| {
+            tx.query("SELECT id, name, active FROM users ORDER BY name_key, id", &[])?
+                .into_iter()
+                .map(|r| Ok((r.uuid(0)?, r.string(1)?, r.bool(2)?)))
+                .collect()
+        })
+        .await
+    }
+
     pub async fn update_user(&self, id: Uuid, patch: UserPatch) -> Result<User> {
         let now = self.now();
         self.write(move |tx| {
@@ -137,6 +180,10 @@ impl Store {
                     now.into(),
                 ],
             )?;
+            // Filters can name an owner by email or name.
+            if input.email.as_str() != current.email.as_str() || input.name.as_str() != current.name.as_str() {
+                crate::segments::mark_dirty_where(tx, "SELECT id FROM contacts WHERE owner_id = $1", &[id.into()], now)?;
+            }
             load(tx, id)
         })
         .await

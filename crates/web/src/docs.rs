@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, tags, users};
+use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,8 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         custom_fields::list, custom_fields::create, custom_fields::read, custom_fields::update, custom_fields::remove,
         users::list, users::create, users::read, users::update, users::remove,
         events::ingest, events::timeline, events::profile, events::recommendations, events::move_clock,
+        segments::preview, segments::create, segments::list, segments::read, segments::update, segments::remove,
+        segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -42,6 +44,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         (name = "custom fields", description = "The catalogue of extra fields per record type, validated on every write."),
         (name = "users", description = "The people who work in Rapport and own records."),
         (name = "events", description = "Every interaction as an event; the profiles, stages and recommendations they add up to."),
+        (name = "segments", description = "Who a business means: stored filters whose members are kept current, with entry and exit events."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

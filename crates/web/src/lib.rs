@@ -9,6 +9,7 @@ pub mod extract;
 pub mod ops;
 pub mod password;
 pub mod telemetry;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,18 @@ pub struct WebConfig {
     pub max_ingest_body_bytes: usize,
     /// How often time-driven lifecycle changes (becoming at risk, lost) are applied.
     pub lifecycle_sweep_every: Duration,
+    /// How often changed contacts are re-evaluated against the segments.
+    pub segment_maintain_every: Duration,
+    /// How often segments that depend on time are re-evaluated in full.
+    pub segment_refresh_every: Duration,
+    /// Marks the UI's session cookie `Secure` (sent over HTTPS only). Set it whenever Rapport
+    /// is reached over HTTPS; requests that arrive with `X-Forwarded-Proto: https` get the
+    /// flag regardless.
+    pub secure_cookies: bool,
+    /// A UI session unused for this long ends.
+    pub session_idle: Duration,
+    /// A UI session ends this long after sign-in, however busy.
+    pub session_max_age: Duration,
 }
 
 impl Default for WebConfig {
@@ -48,6 +61,11 @@ impl Default for WebConfig {
             request_timeout: Duration::from_secs(30),
             max_ingest_body_bytes: 32 * 1024 * 1024,
             lifecycle_sweep_every: Duration::from_secs(60),
+            segment_maintain_every: Duration::from_secs(1),
+            segment_refresh_every: rapport_store::segments::DEFAULT_REFRESH_EVERY,
+            secure_cookies: false,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_max_age: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -61,6 +79,8 @@ pub struct AppState {
     pub metrics: telemetry::Metrics,
     /// Set when the server runs with `--clock manual`: the clock `POST /api/v1/admin/clock` moves.
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// Failed sign-ins by email and by client address (this process only).
+    pub login_limiter: Arc<ui::auth::LoginLimiter>,
 }
 
 impl AppState {
@@ -71,6 +91,7 @@ impl AppState {
             keys: Arc::new(auth::KeyCache::default()),
             metrics: telemetry::Metrics::global(),
             manual_clock: None,
+            login_limiter: Arc::new(ui::auth::LoginLimiter::default()),
         }
     }
 
@@ -95,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::custom_fields::routes())
         .merge(api::users::routes())
         .merge(api::events::routes(state.config.max_ingest_body_bytes))
+        .merge(api::segments::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -108,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .merge(ops::routes())
         .merge(docs::routes())
+        .merge(ui::routes(state.clone()))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -129,9 +152,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let maintenance = tokio::spawn(ops::maintenance(state.clone()));
-    let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state));
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state.clone()));
+    let segments = tokio::spawn(ops::segment_maintainer(state));
+    // The peer address feeds the per-address limit on sign-in attempts.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
     lifecycle.abort();
+    segments.abort();
     result
 }

@@ -13,11 +13,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 /// Liveness: the process answers.
@@ -41,10 +37,6 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 /// Unknown `/api/v1/...` routes answer problem+json like everything else there.
@@ -72,7 +64,8 @@ pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal("a request handler panicked".into()).into_response()
 }
 
-/// Periodic upkeep that any instance may do: forgets day-old idempotency keys.
+/// Periodic upkeep that any instance may do: forgets day-old idempotency keys and ended UI
+/// sessions.
 pub async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -83,11 +76,48 @@ pub async fn maintenance(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
         }
+        match state.store.purge_sessions(crate::ui::auth::session_limits(&state.config)).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "forgot ended sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge sessions"),
+        }
     }
 }
 
 /// Applies the lifecycle changes time alone causes (people becoming at risk or lost) as the
 /// clock moves. Every instance may run it: the store hands each one different people.
+/// Keeps segment memberships current: drains the queue of changed contacts every
+/// `segment_maintain_every`, and re-evaluates time-dependent segments when their refresh is due.
+/// Safe on several instances at once (PostgreSQL hands each its own contacts).
+pub async fn segment_maintainer(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.segment_maintain_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_refresh_check = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        match state.store.maintain_segments_fully().await {
+            Ok(r) if r.entered + r.exited > 0 => {
+                tracing::info!(contacts = r.contacts, entered = r.entered, exited = r.exited, "segment memberships changed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not maintain segments"),
+        }
+        if last_refresh_check.elapsed() >= std::time::Duration::from_secs(30) {
+            last_refresh_check = tokio::time::Instant::now();
+            match state.store.refresh_due_segments(state.config.segment_refresh_every).await {
+                Ok(r) if r.segments_refreshed > 0 => tracing::info!(
+                    segments = r.segments_refreshed,
+                    entered = r.entered,
+                    exited = r.exited,
+                    "refreshed time-dependent segments"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not refresh segments"),
+            }
+        }
+    }
+}
+
 pub async fn lifecycle_sweeper(state: AppState) {
     let mut tick = tokio::time::interval(state.config.lifecycle_sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

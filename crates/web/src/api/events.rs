@@ -179,6 +179,8 @@ pub struct ClockState {
     pub now: DateTime<Utc>,
     /// Lifecycle stage changes the move caused (people becoming at risk or lost).
     pub transitions: usize,
+    /// Segment entries and exits the move caused.
+    pub segments: rapport_store::MaintainReport,
 }
 
 /// Move the clock
@@ -218,6 +220,9 @@ pub async fn move_clock(
         _ => return Err(ApiError::bad_field("advance", "give exactly one of advance (e.g. \"P7D\") or set (an RFC 3339 time)")),
     }
     let transitions = s.store.sweep_lifecycle().await?;
+    // Everything that moves with time catches up before the answer, so a client sees the
+    // world as of the new now.
+    let segments = super::segments::bring_up_to_date(&s).await?;
     tracing::info!(now = %s.store.now(), transitions, "the manual clock moved");
-    Ok(Json(ClockState { now: s.store.now(), transitions }))
+    Ok(Json(ClockState { now: s.store.now(), transitions, segments }))
 }

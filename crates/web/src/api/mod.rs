@@ -8,6 +8,7 @@ pub mod events;
 pub mod links;
 pub mod notes;
 pub mod relations;
+pub mod segments;
 pub mod tags;
 pub mod users;
 
