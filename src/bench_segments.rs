@@ -1415,11 +1415,13 @@ fn hand_written_sql(d: Dialect) -> String {
         Dialect::Sqlite => "json_extract(c.custom_fields, '$.fleet_size') >= 3",
         Dialect::Postgres => "CAST(c.custom_fields ->> 'fleet_size' AS NUMERIC) >= 3",
     };
+    // The profile's counters rule most people out before their row or events are read.
     format!(
         "SELECT count(*) FROM profiles p JOIN contacts c ON c.id = p.contact_id \
-         WHERE p.value_tier IN ('gold', 'vip') AND p.lifecycle_stage <> 'lost' AND {fleet} \
-         AND (SELECT count(*) FROM events e WHERE e.contact_id = p.contact_id AND e.type = 'email.opened' AND e.occurred_at >= $1) >= 3 \
-         AND NOT EXISTS (SELECT 1 FROM events e WHERE e.contact_id = p.contact_id AND e.type = 'visit.checked_in' AND e.occurred_at >= $2)"
+         WHERE p.value_tier IN ('gold', 'vip') AND p.lifecycle_stage <> 'lost' \
+         AND p.email_opens >= 3 AND p.last_open_at >= $1 AND (p.last_visit_at IS NULL OR p.last_visit_at < $2) \
+         AND {fleet} \
+         AND (SELECT count(*) FROM events e WHERE e.contact_id = p.contact_id AND e.type = 'email.opened' AND e.occurred_at >= $1) >= 3"
     )
 }
 

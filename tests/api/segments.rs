@@ -782,6 +782,23 @@ both_backends! {
         // "Bought shoes, but not in the last 60 days" in one line, with parentheses and not.
         expect_who(app, "has order.completed where items.category = \"shoes\" and not (has order.completed where items.category = \"shoes\" in last 20d)", &[&ana]).await;
         expect_who(app, "has order.completed where items.category = \"shoes\" and no order.completed where items.category = \"shoes\" in last 30d", &[]).await;
+        expect_who(app, "avg(order.completed.total, last 90d) > 100", &[&ana]).await;
+
+        // Conditions the profile's counters answer, or narrow down, must agree with the events,
+        // for someone without any event (and so without a profile) too.
+        let di = person(app, json!({"first_name": "Di"})).await;
+        expect_who(app, "no visit.checked_in in last 21d", &[&bo, &cy, &di]).await;
+        expect_who(app, "not (has visit.checked_in in last 21d)", &[&bo, &cy, &di]).await;
+        expect_who(app, "count(visit.checked_in) = 0", &[&cy, &di]).await;
+        expect_who(app, "count(visit.checked_in) < 1 or count(order.completed) > 1", &[&ana, &cy, &di]).await;
+        expect_who(app, "count(email.opened, last 90d) != 2", &[&ana, &cy, &di]).await;
+        expect_who(app, "not (count(email.opened, last 90d) >= 5)", &[&bo, &cy, &di]).await;
+        expect_who(app, "count(email.opened, last 90d) >= 2", &[&ana, &bo]).await;
+        expect_who(app, "sum(order.completed.total, last 90d) < 10", &[&bo, &cy, &di]).await;
+        expect_who(app, "count(email.clicked where url contains \"shop\", last 90d) < 1", &[&ana, &cy, &di]).await;
+        expect_who(app, "no order.completed where total > 100", &[&bo, &cy, &di]).await;
+        expect_who(app, "last(order.completed) before 90d ago", &[&bo]).await;
+        expect_who(app, "last(email.opened) after \"2025-01-01\"", &[&ana, &bo, &cy]).await;
     }
 
     async fn relative_dates_in_the_contacts_time_zone(app) {

@@ -275,6 +275,27 @@ pub fn check_type(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Built-in types that never count as the person doing something: messages to them, delivery
+/// reports and subscription changes. Chats and calls count or not by their direction; refunds
+/// count when they carry an amount.
+const NOT_ALWAYS_ACTIVITY: &[&str] = &[
+    "email.sent",
+    "email.bounced",
+    "email.unsubscribed",
+    "email.subscribed",
+    "sms.sent",
+    "chat.message",
+    "call.logged",
+    "order.refunded",
+];
+
+/// Whether every accepted event of type `kind` is activity, i.e. moves the profile's last seen
+/// time (see [`payload_effect`] and `Effect::is_activity`). Custom types are; system types
+/// (staff actions, segment moves) are not, as they do not go through ingest.
+pub fn always_activity(kind: &str) -> bool {
+    !NOT_ALWAYS_ACTIVITY.contains(&kind) && !SYSTEM_TYPES.contains(&kind)
+}
+
 /// Checks an event type named in a filter: any built-in or system type, or a well-formed
 /// custom type (whether or not such events exist yet).
 pub fn check_selectable_type(raw: &str) -> Result<(), String> {
@@ -801,6 +822,30 @@ mod tests {
 
     fn fields(r: Result<NewEvent, ValidationErrors>) -> Vec<String> {
         r.unwrap_err().errors.into_iter().map(|e| e.field).collect()
+    }
+
+    /// Segments rely on `always_activity`: every accepted event of such a type moves last seen.
+    #[test]
+    fn always_activity_types_always_move_last_seen() {
+        let variants = [
+            json!({}),
+            json!({"currency": "EUR", "total": 10, "items": [{"sku": "A1", "category": "shoes", "price": 10}]}),
+            json!({"sku": "A1", "name": "Boot", "category": "shoes"}),
+            json!({"url": "https://shop.example/a", "category": "shoes"}),
+            json!({"direction": "outbound", "outcome": "no_answer", "score": 5, "sentiment": "neutral", "topic": "news"}),
+        ];
+        for kind in BUILT_IN_TYPES.iter().copied().chain(["acme.visit_booked"]) {
+            let mut accepted = 0;
+            for payload in &variants {
+                let Ok((_, effect)) = payload_effect(kind, payload.as_object().unwrap()) else { continue };
+                accepted += 1;
+                if always_activity(kind) {
+                    assert!(effect.is_activity(), "{kind} with {payload} is not activity");
+                }
+            }
+            assert!(accepted > 0, "no variant of {kind} was accepted");
+        }
+        assert!(!always_activity("segment.entered") && !always_activity("email.sent"));
     }
 
     #[test]

@@ -64,6 +64,36 @@ fn table_of(rt: RecordType) -> &'static str {
     }
 }
 
+/// The name of a field's index: from its id, because keys can be longer than PostgreSQL's
+/// 63-character identifiers.
+fn index_name(def: &CustomFieldDefinition) -> String {
+    format!("custom_field_{}", def.id.simple())
+}
+
+/// Indexes the field's values (only the records that hold one), so segment conditions on it
+/// (`custom.fleet_size >= 3`, `custom.renewal_date within next 30d`) seek instead of reading
+/// every record. Kinds without a single comparable value (money, yes/no, multi-choice) get none.
+pub(crate) fn ensure_index(tx: &mut dyn Tx, def: &CustomFieldDefinition) -> Result<()> {
+    let Some(expr) = crate::segments::custom_value_expr(tx.dialect(), "custom_fields", &def.key, def.kind) else {
+        return Ok(());
+    };
+    let (name, table) = (index_name(def), table_of(def.record_type));
+    tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON {table} (({expr})) WHERE {expr} IS NOT NULL"))
+}
+
+fn drop_index(tx: &mut dyn Tx, def: &CustomFieldDefinition) -> Result<()> {
+    tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", index_name(def)))
+}
+
+/// Creates the index of every defined field that lacks one (databases from before field
+/// indexes, or a field created by an older version).
+pub(crate) fn ensure_all_indexes(tx: &mut dyn Tx) -> Result<()> {
+    for def in load_all(tx, None)? {
+        ensure_index(tx, &def)?;
+    }
+    Ok(())
+}
+
 /// A field that becomes required may not leave existing records without a value.
 fn check_required_filled(tx: &mut dyn Tx, spec: &CustomFieldSpec) -> Result<()> {
     if !spec.required {
@@ -154,7 +184,9 @@ impl Store {
                     now.into(),
                 ],
             )?;
-            load(tx, id)
+            let def = load(tx, id)?;
+            ensure_index(tx, &def)?;
+            Ok(def)
         })
         .await
     }
@@ -184,6 +216,7 @@ impl Store {
     pub async fn delete_custom_field(&self, id: Uuid) -> Result<()> {
         self.write(move |tx| {
             let def = load(tx, id)?;
+            drop_index(tx, &def)?;
             let table = table_of(def.record_type);
             let expr = tx.dialect().json_remove_key("custom_fields", "$1");
             tx.execute(&format!("UPDATE {table} SET custom_fields = {expr}"), &[def.key.as_str().into()])?;
@@ -208,5 +241,80 @@ impl Store {
             q.page(rows, |r| r.uuid(0), map_row)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rapport_core::segment::Filter;
+
+    use super::*;
+    use crate::{DatabaseUrl, StoreOptions};
+
+    async fn create(store: &Store, key: &str, kind: FieldKind) -> CustomFieldDefinition {
+        match store.create_custom_field(draft(key, kind), None).await.unwrap() {
+            Created::New(def) => def,
+            Created::Replayed { .. } => unreachable!("no idempotency key was given"),
+        }
+    }
+
+    fn draft(key: &str, kind: FieldKind) -> CustomFieldDraft {
+        CustomFieldDraft {
+            record_type: Some(RecordType::Contact),
+            key: Some(key.into()),
+            label: Some(key.into()),
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    async fn plan(store: &Store, filter: &str) -> String {
+        let filter: Filter = filter.parse().unwrap();
+        let (sql, params) = store.preview_count_sql(filter).await.unwrap();
+        let rows = store.read(move |tx| tx.query(&format!("EXPLAIN QUERY PLAN {sql}"), &params)).await.unwrap();
+        rows.iter().map(|r| r.string(3).unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    async fn indexes(store: &Store) -> Vec<String> {
+        let rows = store
+            .read(|tx| tx.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'custom_field_%'", &[]))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.string(0).unwrap()).collect()
+    }
+
+    /// Conditions on a custom field seek its index; deleting the field drops the index, and
+    /// reopening a database whose index is missing puts it back.
+    #[tokio::test]
+    async fn field_conditions_use_the_fields_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let store = Store::open(&url, StoreOptions::default()).unwrap();
+        let fleet = create(&store, "fleet_size", FieldKind::Number).await;
+        let renewal = create(&store, "renewal_date", FieldKind::Date).await;
+        create(&store, "vip", FieldKind::Bool).await;
+        let name = |d: &CustomFieldDefinition| format!("custom_field_{}", d.id.simple());
+        let mut expected = vec![name(&fleet), name(&renewal)];
+        expected.sort();
+        let mut found = indexes(&store).await;
+        found.sort();
+        assert_eq!(found, expected, "numbers and dates are indexed, yes/no is not");
+
+        let p = plan(&store, "custom.fleet_size >= 3").await;
+        assert!(p.contains(&format!("INDEX {} (", name(&fleet))), "{p}");
+        let p = plan(&store, r#"custom.renewal_date < "2027-01-01""#).await;
+        assert!(p.contains(&format!("INDEX {} (", name(&renewal))), "{p}");
+        // Relative dates depend on each contact's time zone, and still seek.
+        let p = plan(&store, "custom.renewal_date within next 30d").await;
+        assert!(p.contains(&format!("INDEX {} (", name(&renewal))), "{p}");
+
+        let fleet_index = name(&fleet);
+        store.write(move |tx| tx.execute_batch(&format!("DROP INDEX {fleet_index}"))).await.unwrap();
+        drop(store);
+        let store = Store::open(&url, StoreOptions::default()).unwrap();
+        assert_eq!(indexes(&store).await.len(), 2, "reopening restores the missing index");
+
+        store.delete_custom_field(fleet.id).await.unwrap();
+        assert_eq!(indexes(&store).await, vec![name(&renewal)]);
     }
 }

@@ -99,6 +99,16 @@ impl Store {
         }
     }
 
+    /// Refreshes the query planner's statistics where the data has changed a lot since they
+    /// were gathered, so segment counts keep choosing the right indexes as the data grows.
+    /// SQLite only: PostgreSQL's autovacuum already does it.
+    pub async fn refresh_planner_statistics(&self) -> Result<()> {
+        if self.dialect() != crate::db::Dialect::Sqlite {
+            return Ok(());
+        }
+        self.write(|tx| tx.execute_batch("PRAGMA optimize")).await
+    }
+
     /// Forgets idempotency keys older than `before` (clients retry within minutes, not days).
     pub async fn purge_idempotency_keys(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| tx.execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[before.into()])).await

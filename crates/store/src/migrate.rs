@@ -39,6 +39,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_sessions.sql"),
         postgres: include_str!("../migrations/postgres/0004_sessions.sql"),
     },
+    Migration {
+        version: 5,
+        name: "event money",
+        sqlite: include_str!("../migrations/sqlite/0005_event_money.sql"),
+        postgres: include_str!("../migrations/postgres/0005_event_money.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.
@@ -91,6 +97,20 @@ pub fn apply(tx: &mut dyn Tx) -> Result<Vec<i64>, StoreError> {
         result.map_err(|e| StoreError::Unavailable(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
         done.push(m.version);
+    }
+    // Custom field indexes depend on the fields defined, so they are not a fixed migration.
+    if dialect == Dialect::Sqlite {
+        tx.execute_batch("BEGIN IMMEDIATE")?;
+    }
+    let result = crate::custom_fields::ensure_all_indexes(tx);
+    if dialect == Dialect::Sqlite {
+        tx.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    }
+    result.map_err(|e| StoreError::Unavailable(format!("could not index the custom fields: {e}")))?;
+    if dialect == Dialect::Sqlite {
+        // Gathers the planner's statistics for tables that have none or have grown a lot
+        // (PostgreSQL's autovacuum does this by itself); bounded by `analysis_limit`.
+        tx.execute_batch("PRAGMA optimize = 0x10002")?;
     }
     Ok(done)
 }

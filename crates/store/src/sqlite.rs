@@ -42,7 +42,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -32000;
-         PRAGMA mmap_size = 2147418112;",
+         PRAGMA mmap_size = 2147418112;
+         PRAGMA analysis_limit = 1000;",
     )?;
     conn.set_prepared_statement_cache_capacity(256);
     register_functions(conn)?;

@@ -65,7 +65,7 @@ pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Periodic upkeep that any instance may do: forgets day-old idempotency keys and ended UI
-/// sessions.
+/// sessions, and keeps the query planner's statistics current.
 pub async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -81,11 +81,12 @@ pub async fn maintenance(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not purge sessions"),
         }
+        if let Err(e) = state.store.refresh_planner_statistics().await {
+            tracing::warn!(error = %e, "could not refresh the query planner's statistics");
+        }
     }
 }
 
-/// Applies the lifecycle changes time alone causes (people becoming at risk or lost) as the
-/// clock moves. Every instance may run it: the store hands each one different people.
 /// Keeps segment memberships current: drains the queue of changed contacts every
 /// `segment_maintain_every`, and re-evaluates time-dependent segments when their refresh is due.
 /// Safe on several instances at once (PostgreSQL hands each its own contacts).
@@ -118,6 +119,8 @@ pub async fn segment_maintainer(state: AppState) {
     }
 }
 
+/// Applies the lifecycle changes time alone causes (people becoming at risk or lost) as the
+/// clock moves. Every instance may run it: the store hands each one different people.
 pub async fn lifecycle_sweeper(state: AppState) {
     let mut tick = tokio::time::interval(state.config.lifecycle_sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

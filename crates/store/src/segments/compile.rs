@@ -16,6 +16,7 @@ use chrono::{Datelike, Days, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use rapport_core::Timestamp;
 use rapport_core::custom_field::FieldKind as CustomKind;
+use rapport_core::event::always_activity;
 use rapport_core::money::{Currency, THREE_DECIMALS, ZERO_DECIMALS};
 use rapport_core::profile::{LifecycleStage, ProfileRules};
 use rapport_core::relation::RelationKind;
@@ -255,8 +256,9 @@ impl<'a, 'p> Compiler<'a, 'p> {
 
     fn custom_compare(&mut self, col: &str, key: &str, kind: CustomKind, c: &Compare, name: &str) -> Result<String> {
         let d = self.d;
+        let indexed = custom_value_expr(d, col, key, kind).unwrap_or_default();
         match kind {
-            CustomKind::Number => self.number_compare(&json_num(d, col, &[key]), c.op, &c.value, 1.0, false),
+            CustomKind::Number => self.number_compare(&indexed, c.op, &c.value, 1.0, false),
             CustomKind::Money => {
                 let amount = json_num(d, col, &[key, "amount_minor"]);
                 let currency = json_text(d, col, &[key, "currency"]);
@@ -289,7 +291,7 @@ impl<'a, 'p> Compiler<'a, 'p> {
             }
             CustomKind::Date => {
                 // Dates are stored as YYYY-MM-DD, so text order is date order.
-                let expr = json_text(d, col, &[key]);
+                let expr = indexed;
                 match (&c.value, c.op) {
                     (Literal::Text(s), op) if op.is_numeric() => {
                         let date = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
@@ -301,7 +303,7 @@ impl<'a, 'p> Compiler<'a, 'p> {
                     _ => Err(invalid(format!("{name} is a date; use a date test such as `{name} within next 30d`"))),
                 }
             }
-            _ => self.text_compare(&format!("lower({})", json_text(d, col, &[key])), c.op, &c.value, name),
+            _ => self.text_compare(&indexed, c.op, &c.value, name),
         }
     }
 
@@ -614,13 +616,16 @@ impl<'a, 'p> Compiler<'a, 'p> {
                 }
                 FieldRef::BuiltIn(info) => DateExpr::Time(self.time_column(info.name).0),
                 FieldRef::Custom(key) => match self.custom_kind(false, key)? {
-                    CustomKind::Date => DateExpr::DateText(json_text(self.d, "c.custom_fields", &[key])),
+                    kind @ CustomKind::Date => {
+                        DateExpr::DateText(custom_value_expr(self.d, "c.custom_fields", key, kind).unwrap_or_default())
+                    }
                     _ => return Err(invalid(format!("custom.{key} is not a date field"))),
                 },
                 FieldRef::CompanyCustom(key) => {
                     return Err(invalid(format!("company.custom.{key}: date tests work on contact fields only")));
                 }
             },
+            DateSource::Last(sel) if let Some(t) = tally(sel) => DateExpr::Time(self.profile(t.last)),
             DateSource::Last(sel) | DateSource::First(sel) => {
                 let agg = if matches!(source, DateSource::Last(_)) { "max" } else { "min" };
                 let cond = self.events_where(sel, None)?;
@@ -711,6 +716,27 @@ impl<'a, 'p> Compiler<'a, 'p> {
             DateExpr::DateText(x) => {
                 let x = x.clone();
                 let mut bad = false;
+                // A plain range that holds wherever the per-zone test can: the field's index
+                // serves it, and the exact test only runs on what it finds.
+                let days = self.local_days();
+                let text = |d: NaiveDate| format!("'{}'", d.format("%Y-%m-%d"));
+                let (first, last) = (days[0], days[days.len() - 1]);
+                let superset = match test {
+                    DateTest::WithinLast(s) => {
+                        s.sub_from_date(first).map(|lo| format!("{x} >= {} AND {x} <= {}", text(lo), text(last)))
+                    }
+                    DateTest::WithinNext(s) => {
+                        s.add_to_date(last).map(|hi| format!("{x} >= {} AND {x} <= {}", text(first), text(hi)))
+                    }
+                    DateTest::Today => Some(format!("{x} >= {} AND {x} <= {}", text(first), text(last))),
+                    DateTest::Before(b) => {
+                        days.iter().filter_map(|d| bound_date(b, *d)).max().map(|d| format!("{x} < {}", text(d)))
+                    }
+                    DateTest::After(b) => {
+                        days.iter().filter_map(|d| bound_date(b, *d)).min().map(|d| format!("{x} > {}", text(d)))
+                    }
+                    DateTest::AnniversaryWithinNext(_) | DateTest::TurnsWithinNext { .. } => None,
+                };
                 let sql = match test {
                     DateTest::WithinLast(s) | DateTest::WithinNext(s) => {
                         let past = matches!(test, DateTest::WithinLast(_));
@@ -751,7 +777,13 @@ impl<'a, 'p> Compiler<'a, 'p> {
                         return self.turns(&ymd, *age, *within);
                     }
                 };
-                if bad { Err(too_far()) } else { Ok(sql) }
+                if bad {
+                    return Err(too_far());
+                }
+                Ok(match superset {
+                    Some(range) => format!("({range} AND {sql})"),
+                    None => sql,
+                })
             }
         }
     }
@@ -833,16 +865,31 @@ impl<'a, 'p> Compiler<'a, 'p> {
     /// `sql(today)` for each local date contacts are in at `now`: a CASE over the time zones
     /// whose date differs from the default zone's, the default's branch covering the rest
     /// (including contacts without a time zone).
-    fn by_local_date(&mut self, mut sql: impl FnMut(NaiveDate) -> String) -> String {
+    /// Every local date some contact is on at `now`, earliest first.
+    fn local_days(&mut self) -> Vec<NaiveDate> {
+        let default_day = self.cx.now.with_timezone(&self.cx.default_tz).date_naive();
+        let mut days: Vec<NaiveDate> = self.zone_groups().keys().copied().collect();
+        days.push(default_day);
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+
+    /// Time zone names grouped by their local date at `now`, computed once per compilation.
+    fn zone_groups(&mut self) -> &BTreeMap<NaiveDate, Vec<&'static str>> {
         let now = self.cx.now;
-        let groups = self.zones_by_date.get_or_insert_with(|| {
+        self.zones_by_date.get_or_insert_with(|| {
             let mut groups: BTreeMap<NaiveDate, Vec<&'static str>> = BTreeMap::new();
             for tz in chrono_tz::TZ_VARIANTS {
                 groups.entry(now.with_timezone(&tz).date_naive()).or_default().push(tz.name());
             }
             groups
-        });
-        let default_day = now.with_timezone(&self.cx.default_tz).date_naive();
+        })
+    }
+
+    fn by_local_date(&mut self, mut sql: impl FnMut(NaiveDate) -> String) -> String {
+        let default_day = self.cx.now.with_timezone(&self.cx.default_tz).date_naive();
+        let groups = self.zone_groups();
         let others: Vec<(NaiveDate, Vec<&'static str>)> =
             groups.iter().filter(|(d, _)| **d != default_day).map(|(d, n)| (*d, n.clone())).collect();
         let default_sql = sql(default_day);
@@ -868,7 +915,7 @@ impl<'a, 'p> Compiler<'a, 'p> {
         let t = self.param(sel.event_type.clone());
         let mut sql = format!("e.contact_id = c.id AND e.type = {t}");
         if let Some(span) = last {
-            let since = span.before(self.cx.now).ok_or_else(|| invalid("the window reaches before the calendar begins"))?;
+            let since = self.since(span)?;
             sql.push_str(&format!(" AND e.occurred_at >= {}", self.time_param(since)));
         }
         for pc in &sel.conditions {
@@ -879,7 +926,55 @@ impl<'a, 'p> Compiler<'a, 'p> {
         Ok(sql)
     }
 
+    fn since(&self, span: Span) -> Result<Timestamp> {
+        span.before(self.cx.now).ok_or_else(|| invalid("the window reaches before the calendar begins"))
+    }
+
+    /// Whether the profile's last time says an event of the tallied type may lie in the window:
+    /// exact for a type's own counters, a necessary condition for last seen.
+    fn tally_any(&mut self, t: Tally, last: Option<Span>) -> Result<String> {
+        Ok(match last {
+            Some(span) => {
+                let since = self.since(span)?;
+                format!("{} >= {}", self.profile(t.last), self.time_param(since))
+            }
+            None => format!("{} IS NOT NULL", self.profile(t.last)),
+        })
+    }
+
     fn payload_condition(&mut self, event_type: &str, pc: &PayloadCondition) -> Result<String> {
+        let cond = self.payload_condition_exact(event_type, pc)?;
+        Ok(match self.payload_text_hint(pc) {
+            Some(hint) => format!("({hint} AND {cond})"),
+            None => cond,
+        })
+    }
+
+    /// On SQLite, a text condition that holds on some payload value also finds its text in the
+    /// payload's JSON, which is stored as serde_json writes it (letters, digits and non-ASCII
+    /// unescaped): a substring test rules out most events before their JSON is parsed.
+    fn payload_text_hint(&mut self, pc: &PayloadCondition) -> Option<String> {
+        if self.d != Dialect::Sqlite
+            || !matches!(pc.op, CompareOp::Eq | CompareOp::In | CompareOp::Contains | CompareOp::StartsWith | CompareOp::EndsWith)
+        {
+            return None;
+        }
+        let texts = literal_texts(&pc.value)?;
+        let lowered: Vec<String> = texts.iter().map(|t| t.trim().to_lowercase()).collect();
+        // Not for text JSON escapes, and not for text that could be a number or yes/no value
+        // (SQLite compares those as it prints them, which need not be how the JSON spells them).
+        let usable = |t: &String| {
+            !t.chars().any(|ch| ch == '"' || ch == '\\' || ch.is_control())
+                && t.chars().any(|ch| !(ch.is_ascii_digit() || "+-.e".contains(ch)))
+        };
+        if !lowered.iter().all(usable) {
+            return None;
+        }
+        let tests: Vec<String> = lowered.into_iter().map(|t| format!("instr(lower(e.payload), {}) > 0", self.param(t))).collect();
+        Some(if tests.len() == 1 { tests.into_iter().next().unwrap_or_default() } else { format!("({})", tests.join(" OR ")) })
+    }
+
+    fn payload_condition_exact(&mut self, event_type: &str, pc: &PayloadCondition) -> Result<String> {
         let keys: Vec<&str> = pc.path.split('.').collect();
         let name = format!("payload field {}", pc.path);
         if let Some(money) = self.money_value(event_type, &pc.path) {
@@ -957,9 +1052,10 @@ impl<'a, 'p> Compiler<'a, 'p> {
             return Ok((format!("(SELECT count(*) FROM events e WHERE {cond})"), false));
         }
         let path = m.field.as_deref().unwrap_or_default();
-        let value = match self.money_value(&m.events.event_type, path) {
-            Some(money) => money,
-            None => json_num(self.d, "e.payload", &path.split('.').collect::<Vec<_>>()),
+        let (value, cond) = match self.money_value(&m.events.event_type, path) {
+            // Aggregates skip NULLs anyway; saying so lets the partial `events_money` index serve.
+            Some(money) => (money, format!("{cond} AND e.amount_minor IS NOT NULL")),
+            None => (json_num(self.d, "e.payload", &path.split('.').collect::<Vec<_>>()), cond),
         };
         Ok(match m.aggregate {
             Aggregate::Sum => (format!("(SELECT coalesce(sum({value}), 0) FROM events e WHERE {cond})"), false),
@@ -978,20 +1074,53 @@ impl<'a, 'p> Compiler<'a, 'p> {
                 (CompareOp::Le, v) if (0.0..1.0).contains(&v) => Some(false),
                 _ => None,
             };
-            if let Some(present) = exists {
-                let cond = self.events_where(&m.events, m.last)?;
-                let sql = format!("EXISTS (SELECT 1 FROM events e WHERE {cond})");
-                return Ok(if present { sql } else { format!("NOT {sql}") });
+            if let Some(occurred) = exists {
+                return self.occurred(&Occurred { occurred, events: m.events.clone(), last: m.last });
             }
         }
+        if let Some(Tally { count: Some(count), .. }) = tally(&m.events)
+            && m.aggregate == Aggregate::Count
+            && m.last.is_none()
+        {
+            let count = self.profile(count);
+            return self.number_compare(&count, m.op, &Literal::Number(m.value), 1.0, true);
+        }
         let (value, _) = self.metric_value(m)?;
-        self.number_compare(&value, m.op, &Literal::Number(m.value), 1.0, false)
+        let probe = self.number_compare(&value, m.op, &Literal::Number(m.value), 1.0, false)?;
+        let Some(t) = bound_of_type(&m.events.event_type) else {
+            return Ok(probe);
+        };
+        // The profile rules most people out before their events are read: with no event of the
+        // type in the window, count and sum are 0 and the other aggregates have no value; and
+        // a windowed (or filtered) count never exceeds the all-time count.
+        let any = self.tally_any(t, m.last)?;
+        let empty_passes = matches!(m.aggregate, Aggregate::Count | Aggregate::Sum) && zero_passes(m.op, m.value);
+        if empty_passes {
+            return Ok(format!("(NOT coalesce({any}, FALSE) OR {probe})"));
+        }
+        match (min_count(m), t.count) {
+            (Some(k), Some(count)) if k > 1 => {
+                let count = self.profile(count);
+                Ok(format!("({count} >= {k} AND {any} AND {probe})"))
+            }
+            _ => Ok(format!("({any} AND {probe})")),
+        }
     }
 
     fn occurred(&mut self, o: &Occurred) -> Result<String> {
+        // Without payload conditions the profile answers outright; with them it still rules out
+        // the people who had no event of the type in the window.
+        if let Some(t) = tally(&o.events) {
+            let any = self.tally_any(t, o.last)?;
+            return Ok(if o.occurred { any } else { format!("NOT coalesce({any}, FALSE)") });
+        }
         let cond = self.events_where(&o.events, o.last)?;
-        let sql = format!("EXISTS (SELECT 1 FROM events e WHERE {cond})");
-        Ok(if o.occurred { sql } else { format!("NOT {sql}") })
+        let exists = format!("EXISTS (SELECT 1 FROM events e WHERE {cond})");
+        let sql = match bound_of_type(&o.events.event_type) {
+            Some(t) => format!("({} AND {exists})", self.tally_any(t, o.last)?),
+            None => exists,
+        };
+        Ok(if o.occurred { sql } else { format!("NOT coalesce({sql}, FALSE)") })
     }
 
     fn related(&mut self, r: &Related) -> Result<String> {
@@ -1116,6 +1245,60 @@ fn is_json_valued(f: &Filter) -> bool {
     }
 }
 
+/// Profile columns that bound the events of a type, kept in the same transaction as the
+/// events (`ProfileState::apply`). A type's own counters are exact: each event of the type, and
+/// only those, adds one to `count` and raises `last` to its time. For other types that always
+/// count as activity, last seen is an upper bound of their times.
+#[derive(Clone, Copy)]
+struct Tally {
+    count: Option<&'static str>,
+    last: &'static str,
+    exact: bool,
+}
+
+fn bound_of_type(event_type: &str) -> Option<Tally> {
+    let (count, last) = match event_type {
+        "order.completed" => ("order_count", "last_order_at"),
+        "visit.checked_in" => ("visit_count", "last_visit_at"),
+        "email.opened" => ("email_opens", "last_open_at"),
+        "email.clicked" => ("email_clicks", "last_click_at"),
+        other if always_activity(other) => return Some(Tally { count: None, last: "last_seen_at", exact: false }),
+        _ => return None,
+    };
+    Some(Tally { count: Some(count), last, exact: true })
+}
+
+/// The counters that answer for `sel` exactly: a type's own, without payload conditions.
+fn tally(sel: &EventSelector) -> Option<Tally> {
+    bound_of_type(&sel.event_type).filter(|t| t.exact && sel.conditions.is_empty())
+}
+
+/// Whether `0 op value` holds: a count or sum over no events.
+fn zero_passes(op: CompareOp, value: f64) -> bool {
+    match op {
+        CompareOp::Eq => value == 0.0,
+        CompareOp::Ne => value != 0.0,
+        CompareOp::Lt => 0.0 < value,
+        CompareOp::Le => 0.0 <= value,
+        CompareOp::Gt => 0.0 > value,
+        CompareOp::Ge => 0.0 >= value,
+        _ => false,
+    }
+}
+
+/// The fewest events a passing count needs, for a count comparison that 0 fails.
+fn min_count(m: &EventMetric) -> Option<i64> {
+    if m.aggregate != Aggregate::Count {
+        return None;
+    }
+    let k = match m.op {
+        CompareOp::Ge | CompareOp::Eq => m.value.ceil(),
+        CompareOp::Gt => m.value.floor() + 1.0,
+        _ => return None,
+    };
+    (k.is_finite() && k >= 1.0).then_some(k as i64)
+}
+
 /// How expensive a condition is to test per contact, for ordering the parts of an `and`.
 fn cost(f: &Filter) -> u8 {
     match f {
@@ -1132,6 +1315,9 @@ fn cost(f: &Filter) -> u8 {
         Filter::IsSet(_) | Filter::Segment(_) => 1,
         Filter::Date(DateCondition { date: DateSource::Field(_), .. }) => 1,
         Filter::Subscription(_) | Filter::Related(_) => 2,
+        // Answered by the profile's counters alone.
+        Filter::Occurred(o) if tally(&o.events).is_some() => 1,
+        Filter::Events(m) if tally(&m.events).is_some() && m.aggregate == Aggregate::Count && m.last.is_none() => 1,
         Filter::Date(_) | Filter::Events(_) | Filter::Occurred(_) => 3,
         Filter::Not(inner) => cost(inner),
         Filter::And(parts) | Filter::Or(parts) => parts.iter().map(cost).max().unwrap_or(0),
@@ -1258,6 +1444,22 @@ fn json_path(keys: &[&str]) -> String {
         s.push_str(&format!(".\"{k}\""));
     }
     s
+}
+
+/// The value of custom field `key` (of `kind`) in the JSON column `col` as conditions compare
+/// it, for the kinds that compare a single value. It is also the expression each such field's
+/// index is built on (`custom_fields::ensure_index`): an index serves a query only when the
+/// query holds the same expression, so both come from here.
+pub(crate) fn custom_value_expr(d: Dialect, col: &str, key: &str, kind: CustomKind) -> Option<String> {
+    match kind {
+        CustomKind::Number => Some(json_num(d, col, &[key])),
+        // Dates are stored as YYYY-MM-DD, so text order is date order.
+        CustomKind::Date => Some(json_text(d, col, &[key])),
+        CustomKind::Text | CustomKind::Enum | CustomKind::Url | CustomKind::Email | CustomKind::Phone => {
+            Some(format!("lower({})", json_text(d, col, &[key])))
+        }
+        CustomKind::Money | CustomKind::Bool | CustomKind::MultiEnum => None,
+    }
 }
 
 /// The JSON value at `keys` as text (NULL when absent).

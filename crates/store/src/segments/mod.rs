@@ -10,6 +10,8 @@
 
 mod compile;
 
+pub(crate) use compile::custom_value_expr;
+
 use std::collections::{HashMap, HashSet};
 
 use rapport_core::Timestamp;
