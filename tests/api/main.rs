@@ -77,6 +77,7 @@ mod events;
 mod ops;
 mod resources;
 mod segments;
+mod tasks;
 mod ui;
 
 /// A running server and how to stop it.

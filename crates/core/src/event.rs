@@ -221,7 +221,8 @@ pub const BUILT_IN_TYPES: &[&str] = &[
 ];
 
 /// Types only Rapport itself records.
-pub const SYSTEM_TYPES: &[&str] = &["lifecycle.changed", "note.added", "segment.entered", "segment.exited", "task.created"];
+pub const SYSTEM_TYPES: &[&str] =
+    &["lifecycle.changed", "note.added", "segment.entered", "segment.exited", "task.created", "task.completed"];
 
 /// Namespaces owned by the built-in and system types: a custom type may not use them, so a
 /// typo such as `order.complete` is caught instead of stored as a custom event.

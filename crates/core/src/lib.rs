@@ -21,6 +21,7 @@ pub mod profile;
 pub mod relation;
 pub mod segment;
 pub mod tag;
+pub mod task;
 pub mod text;
 pub mod user;
 

@@ -27,6 +27,7 @@ pub mod segments;
 pub mod sessions;
 mod sqlite;
 mod tags;
+mod tasks;
 mod users;
 pub mod value;
 
@@ -55,6 +56,7 @@ pub use search::{HitKind, SearchHit};
 pub use segments::{ExplainNode, Explanation, MaintainReport, Preview, Segment};
 pub use sessions::{NewSession, Session, SessionLimits};
 pub use tags::TagFilter;
+pub use tasks::TaskFilter;
 pub use users::UserFilter;
 
 use db::{Dialect, Tx};
@@ -377,6 +379,8 @@ mod group_commit_tests {
         drop(Store::open(&url, StoreOptions::default()).unwrap());
         let store = Store::open(&url, StoreOptions::default()).unwrap();
         let versions = store.read(|tx| migrate::applied_versions(tx)).await.unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        let known: Vec<i64> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, known);
+        assert_eq!(known, (1..=known.len() as i64).collect::<Vec<_>>(), "versions count up from 1 without gaps");
     }
 }

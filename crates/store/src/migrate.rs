@@ -45,6 +45,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_event_money.sql"),
         postgres: include_str!("../migrations/postgres/0005_event_money.sql"),
     },
+    Migration {
+        version: 6,
+        name: "tasks",
+        sqlite: include_str!("../migrations/sqlite/0006_tasks.sql"),
+        postgres: include_str!("../migrations/postgres/0006_tasks.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

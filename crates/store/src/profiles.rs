@@ -357,9 +357,6 @@ fn restage(tx: &mut dyn Tx, store: &Store, ids: &[Uuid], folds: &[Fold<'_>], mod
 /// People whose stage is due to change by time alone, taken a chunk at a time.
 const SWEEP_CHUNK: i64 = 500;
 
-/// Types that are Rapport's own records and never feed a profile.
-const SYSTEM_TYPES_SQL: &str = "'lifecycle.changed', 'note.added', 'segment.entered', 'segment.exited', 'task.created'";
-
 impl Store {
     /// Applies the stage changes that time alone has caused (customers becoming at risk or
     /// lost without doing anything) up to the clock's now. Returns how many stages changed.
@@ -413,9 +410,12 @@ impl Store {
                     };
                     let ids = rows.iter().map(|r| r.uuid(0)).collect::<Result<Vec<_>>>()?;
                     let keys: Vec<Value> = ids.iter().map(|&i| Value::Uuid(i)).collect();
+                    // Rapport's own records never feed a profile. Fixed names, safe to inline.
+                    let system: Vec<String> = rapport_core::event::SYSTEM_TYPES.iter().map(|t| format!("'{t}'")).collect();
                     let sql = format!(
                         "SELECT contact_id, occurred_at, type, payload FROM events WHERE contact_id IN ({{in}}) \
-                         AND type NOT IN ({SYSTEM_TYPES_SQL})"
+                         AND type NOT IN ({})",
+                        system.join(", ")
                     );
                     let mut effects = Vec::new();
                     for r in select_in(tx, &sql, &[], &keys)? {

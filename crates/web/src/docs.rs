@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, users};
+use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         events::ingest, events::timeline, events::profile, events::recommendations, events::move_clock,
         segments::preview, segments::create, segments::list, segments::read, segments::update, segments::remove,
         segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
+        tasks::list, tasks::create, tasks::read, tasks::update, tasks::remove,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -45,6 +46,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         (name = "users", description = "The people who work in Rapport and own records."),
         (name = "events", description = "Every interaction as an event; the profiles, stages and recommendations they add up to."),
         (name = "segments", description = "Who a business means: stored filters whose members are kept current, with entry and exit events."),
+        (name = "tasks", description = "What someone on the team should do, about whom, by when, and why."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

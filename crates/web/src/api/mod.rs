@@ -10,6 +10,7 @@ pub mod notes;
 pub mod relations;
 pub mod segments;
 pub mod tags;
+pub mod tasks;
 pub mod users;
 
 use axum::Json;
@@ -65,6 +66,7 @@ macro_rules! item_handlers {
         allowed: $allowed:ident,
         store: ($create:ident, $get:ident, $update:ident, $delete:ident),
         create_args: |$caller:ident| ($($arg:expr),*),
+        $(update_args: |$ucaller:ident| ($($uarg:expr),*),)?
         docs: ($create_doc:tt, $get_doc:tt, $update_doc:tt, $delete_doc:tt $(,)?) $(,)?
     ) => {
         pub fn routes() -> axum::Router<crate::AppState> {
@@ -112,7 +114,8 @@ macro_rules! item_handlers {
             crate::extract::JsonBody(patch): crate::extract::JsonBody<$Patch>,
         ) -> crate::error::ApiResult<axum::Json<$Item>> {
             caller.$allowed()?;
-            Ok(axum::Json(s.store.$update(crate::extract::parse_id(&id, $entity)?, patch).await?))
+            $(let $ucaller = &caller;)?
+            Ok(axum::Json(s.store.$update(crate::extract::parse_id(&id, $entity)?, patch $($(, $uarg)*)?).await?))
         }
 
         #[doc = $delete_doc]
