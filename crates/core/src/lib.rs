@@ -24,6 +24,7 @@ pub mod tag;
 pub mod task;
 pub mod text;
 pub mod user;
+pub mod workflow;
 
 pub use birthday::Birthday;
 pub use email::EmailAddress;
