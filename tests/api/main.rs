@@ -79,6 +79,7 @@ mod resources;
 mod segments;
 mod tasks;
 mod ui;
+mod workflows;
 
 /// A running server and how to stop it.
 struct Server {

@@ -30,6 +30,7 @@ mod tags;
 mod tasks;
 mod users;
 pub mod value;
+mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub use sessions::{NewSession, Session, SessionLimits};
 pub use tags::TagFilter;
 pub use tasks::TaskFilter;
 pub use users::UserFilter;
+pub use workflows::WorkflowFilter;
 
 use db::{Dialect, Tx};
 

@@ -51,6 +51,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_tasks.sql"),
         postgres: include_str!("../migrations/postgres/0006_tasks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "workflows",
+        sqlite: include_str!("../migrations/sqlite/0007_workflows.sql"),
+        postgres: include_str!("../migrations/postgres/0007_workflows.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

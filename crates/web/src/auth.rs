@@ -78,6 +78,11 @@ impl Caller {
         self.require(self.0.role.can_manage_catalogue(), "change custom field definitions (manager or admin needed)")
     }
 
+    /// Workflows: they act on customers, so managers and admins only.
+    pub fn can_manage_automation(&self) -> Result<(), ApiError> {
+        self.require(self.0.role.can_manage_catalogue(), "change workflows (manager or admin needed)")
+    }
+
     /// Users and keys.
     pub fn can_manage_users(&self) -> Result<(), ApiError> {
         self.require(self.0.role == Role::Admin, "manage users (admin needed)")

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users};
+use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         segments::preview, segments::create, segments::list, segments::read, segments::update, segments::remove,
         segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
         tasks::list, tasks::create, tasks::read, tasks::update, tasks::remove,
+        workflows::list, workflows::create, workflows::read, workflows::update, workflows::remove, workflows::enable, workflows::disable,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -47,6 +48,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         (name = "events", description = "Every interaction as an event; the profiles, stages and recommendations they add up to."),
         (name = "segments", description = "Who a business means: stored filters whose members are kept current, with entry and exit events."),
         (name = "tasks", description = "What someone on the team should do, about whom, by when, and why."),
+        (name = "workflows", description = "Automation: when something happens to a contact, do these steps. The format is in docs/automation.md."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

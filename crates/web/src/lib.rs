@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::events::routes(state.config.max_ingest_body_bytes))
         .merge(api::segments::routes())
         .merge(api::tasks::routes())
+        .merge(api::workflows::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));

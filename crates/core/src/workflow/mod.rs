@@ -830,3 +830,79 @@ fn weekday_text<S: Serializer>(d: &Option<Weekday>, s: S) -> Result<S::Ok, S::Er
         None => s.serialize_none(),
     }
 }
+
+/// A stored workflow: the document of its current version and whether it runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workflow {
+    pub id: uuid::Uuid,
+    /// Whether triggers start runs. New workflows start switched off.
+    pub enabled: bool,
+    /// Goes up with every change to the document; a run keeps the version it started on.
+    pub version: i64,
+    #[serde(flatten)]
+    pub spec: WorkflowSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Keys a `PATCH` may set to `null` to drop them (the others are required).
+const CLEARABLE_KEYS: &[&str] = &["conditions", "exit_when", "reentry"];
+
+impl WorkflowSpec {
+    /// The document after a partial change: each top-level key of `patch` replaces the
+    /// current one (`null` drops an optional key), and the whole result is checked again.
+    pub fn patched(&self, patch: Value) -> Result<WorkflowSpec, ValidationErrors> {
+        let Value::Object(changes) = patch else {
+            let mut errs = ValidationErrors::default();
+            errs.push("", "send a JSON object with the parts of the workflow to change");
+            return Err(errs);
+        };
+        let mut doc = match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let mut errs = ValidationErrors::default();
+        for (key, value) in changes {
+            if value.is_null() {
+                if CLEARABLE_KEYS.contains(&key.as_str()) {
+                    doc.remove(&key);
+                } else {
+                    errs.push(key, "cannot be removed; leave it out to keep it, or send a new value");
+                }
+            } else {
+                doc.insert(key, value);
+            }
+        }
+        errs.into_result()?;
+        WorkflowSpec::parse(Value::Object(doc))
+    }
+
+    /// Users the document names by email (task assignees, people to notify), with the path of
+    /// the step that names them.
+    pub fn named_users(&self) -> Vec<(String, &EmailAddress)> {
+        let mut out = Vec::new();
+        for (path, step) in self.walk() {
+            match step {
+                Step::Action(Action::CreateTask(CreateTask { assignee: UserRef::User(email), .. })) => {
+                    out.push((format!("{path}.assignee"), email))
+                }
+                Step::Action(Action::Notify(Notify { user: UserRef::User(email), .. })) => {
+                    out.push((format!("{path}.user"), email))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Every segment filter in the document with its path: `conditions` and each branch's `if`.
+    pub fn filters(&self) -> Vec<(String, &Filter)> {
+        let mut out: Vec<(String, &Filter)> = self.conditions.iter().map(|f| ("conditions".to_string(), f)).collect();
+        for (path, step) in self.walk() {
+            if let Step::Branch(b) = step {
+                out.push((format!("{path}.if"), &b.condition));
+            }
+        }
+        out
+    }
+}

@@ -12,6 +12,7 @@ pub mod segments;
 pub mod tags;
 pub mod tasks;
 pub mod users;
+pub mod workflows;
 
 use axum::Json;
 use axum::http::StatusCode;
