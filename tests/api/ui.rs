@@ -482,6 +482,49 @@ both_backends! {
         assert_eq!(app.get(&format!("/api/v1/contacts/{id}")).await.expect(200)["tags"], json!([]));
     }
 
+    async fn tasks_on_the_start_page_and_the_contact_page(app) {
+        let me = user(app, "ana@x.example", Role::Member, true).await;
+        let id = contact(app, json!({"first_name": "Bo", "last_name": "Lind"})).await;
+        // An overdue task from elsewhere, assigned to Ana; the clock stands at 2026-01-15 09:00 UTC.
+        let late = app.create("/api/v1/tasks", json!({"title": "Send the <b>offer</b>", "assignee_id": me.to_string(),
+            "contact_id": id, "due_at": "2026-01-14T10:00:00Z", "reason": "Asked twice"})).await;
+        let mut b = Browser::signed_in(app, "ana@x.example").await;
+        let home = b.get("/").await;
+        assert!(home.text.contains("Send the &#60;b&#62;offer&#60;/b&#62;") || home.text.contains("Send the &lt;b&gt;offer&lt;/b&gt;"), "escaped");
+        assert!(home.text.contains("Overdue since") && home.text.contains("Bo Lind") && home.text.contains("Asked twice"));
+
+        // Added on Bo's page, due tomorrow morning (UTC is the default zone).
+        let r = b.submit(&format!("/contacts/{id}/tasks"), &[("title", "Book the test drive"), ("due", "2026-01-16T09:30")]).await;
+        assert_eq!((r.status, location(&r)), (303, format!("/contacts/{id}#tasks")));
+        let tasks = app.get(&format!("/api/v1/tasks?contact_id={id}&status=open")).await.expect(200);
+        let added = tasks["data"].as_array().unwrap().iter().find(|t| t["title"] == "Book the test drive").expect("added").clone();
+        assert_eq!((added["due_at"].as_str(), added["assignee_id"].as_str()), (Some("2026-01-16T09:30:00Z"), Some(me.to_string().as_str())));
+        let page = b.get(&format!("/contacts/{id}")).await;
+        assert_eq!(page.text.matches("data-testid=\"task\"").count(), 2);
+
+        // A bad due time or an empty title says so and saves nothing.
+        let r = b.submit(&format!("/contacts/{id}/tasks"), &[("title", "x"), ("due", "soon")]).await;
+        assert_eq!(r.status, 303);
+        let r = b.submit(&format!("/contacts/{id}/tasks"), &[("title", "  ")]).await;
+        assert_eq!(r.status, 303);
+        assert_eq!(app.get(&format!("/api/v1/tasks?contact_id={id}")).await.expect(200)["data"].as_array().unwrap().len(), 2);
+
+        // Done from the contact page: back there, and off the list.
+        let r = b.submit(&format!("/tasks/{}/done", id_of(&late)), &[("return_to", &format!("/contacts/{id}#tasks"))]).await;
+        assert_eq!((r.status, location(&r)), (303, format!("/contacts/{id}#tasks")));
+        assert_eq!(app.get(&format!("/api/v1/tasks/{}", id_of(&late))).await.expect(200)["status"], "done");
+        let page = b.get(&format!("/contacts/{id}")).await;
+        assert_eq!(page.text.matches("data-testid=\"task\"").count(), 1);
+        // Only local paths are followed.
+        let other = app.create("/api/v1/tasks", json!({"title": "Tidy up", "assignee_id": me.to_string()})).await;
+        let r = b.submit(&format!("/tasks/{}/done", id_of(&other)), &[("return_to", "https://evil.example/")]).await;
+        assert_eq!(location(&r), "/");
+        // Without the session token nothing changes.
+        let third = app.create("/api/v1/tasks", json!({"title": "Call the bank", "assignee_id": me.to_string()})).await;
+        assert_eq!(b.post(&format!("/tasks/{}/done", id_of(&third)), &[]).await.status, 403);
+        assert_eq!(app.get(&format!("/api/v1/tasks/{}", id_of(&third))).await.expect(200)["status"], "open");
+    }
+
     async fn segments_with_a_live_count(app) {
         user(app, "ana@x.example", Role::Member, true).await;
         contact(app, json!({"first_name": "Ana", "tags": ["vip"]})).await;

@@ -12,12 +12,13 @@ use rapport_core::custom_field::{CustomFieldDefinition, RecordType};
 use rapport_core::note::NoteDraft;
 use rapport_core::segment::read_filter;
 use rapport_core::{FieldError, ValidationErrors};
-use rapport_store::{ContactFilter, PageRequest, StoreError, TagFilter};
+use rapport_store::{ContactFilter, PageRequest, StoreError, TagFilter, TaskFilter};
 use uuid::Uuid;
 
 use super::contact_form::{self, ContactForm};
 use super::form::{FormData, QueryData, query_string};
 use super::format::{ago, clip, date, datetime, label, money, thousands, tier};
+use super::tasks::{TaskRow, open_tasks};
 use super::timeline::{EventLine, line};
 use super::{Shell, Signed, UiError, local_path, parse_id, redirect_with, render, render_status};
 use crate::AppState;
@@ -512,6 +513,9 @@ struct ShowPage {
     segments: Vec<LinkView>,
     notes: Vec<NoteView>,
     more_notes: bool,
+    tasks: Vec<TaskRow>,
+    /// Where marking one of `tasks` done comes back to.
+    tasks_return: String,
     events: Vec<EventLine>,
     more_url: Option<String>,
     custom: Vec<Fact>,
@@ -693,9 +697,12 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
     let subtitle =
         [c.title.clone(), o.companies.first().map(|l| l.name.clone())].into_iter().flatten().collect::<Vec<_>>().join(" · ");
 
+    let tasks = open_tasks(&s.store, TaskFilter { contact_id: Some(id), ..Default::default() }, 20, false).await?;
     render(&ShowPage {
         shell: signed.shell("contacts"),
         id,
+        tasks,
+        tasks_return: format!("/contacts/{id}#tasks"),
         name: c.display_name.clone(),
         subtitle,
         tags: c.tags.clone(),

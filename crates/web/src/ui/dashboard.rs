@@ -4,10 +4,12 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use rapport_core::profile::LifecycleStage;
+use rapport_store::TaskFilter;
 
 use super::charts::BarChart;
 use super::form::query_string;
 use super::format::{ago, label, thousands, tier};
+use super::tasks::{TaskRow, open_tasks};
 use super::{Shell, Signed, UiError, render};
 use crate::AppState;
 
@@ -35,6 +37,7 @@ struct DashboardPage {
     stages: BarChart,
     tiers: BarChart,
     recent: Vec<RecentRow>,
+    tasks: Vec<TaskRow>,
 }
 
 fn filter_link(filter: &str) -> String {
@@ -98,6 +101,8 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
             tier: r.value_tier.map(|t| tier(&t)).unwrap_or_default(),
         })
         .collect();
+    let mine = TaskFilter { assignee_id: Some(signed.user.id), ..Default::default() };
+    let tasks = open_tasks(&s.store, mine, 10, true).await?;
     render(&DashboardPage {
         shell: signed.shell("today"),
         first_name: signed.user.name.split_whitespace().next().unwrap_or("").to_string(),
@@ -105,5 +110,6 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
         stages,
         tiers,
         recent,
+        tasks,
     })
 }

@@ -17,6 +17,7 @@ mod format;
 mod markdown;
 mod search;
 mod segments;
+mod tasks;
 mod timeline;
 mod views;
 
@@ -47,6 +48,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/contacts/{id}", get(contacts::show).post(contacts::update))
         .route("/contacts/{id}/edit", get(contacts::edit_form))
         .route("/contacts/{id}/notes", post(contacts::add_note))
+        .route("/contacts/{id}/tasks", post(tasks::add_for_contact))
+        .route("/tasks/{id}/done", post(tasks::done))
         .route("/contacts/{id}/tags", post(contacts::add_tag))
         .route("/contacts/{id}/tags/remove", post(contacts::remove_tag))
         .route("/contacts/{id}/timeline", get(contacts::timeline))
