@@ -26,8 +26,9 @@ use rapport_core::note::NoteDraft;
 use rapport_core::relation::{RelationDraft, RelationKind};
 use rapport_core::segment::SegmentDraft;
 use rapport_core::tag::TagDraft;
+use rapport_core::task::TaskDraft;
 use rapport_core::user::{Role, UserDraft};
-use rapport_store::{Created, Store, StoreError};
+use rapport_store::{Created, PageRequest, Store, StoreError};
 use serde_json::{Map, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -49,6 +50,8 @@ pub struct DemoSummary {
     pub stages: Vec<(String, usize)>,
     /// The segments created, with their member counts.
     pub segments: Vec<(String, i64)>,
+    /// Open tasks created for the team.
+    pub tasks: usize,
 }
 
 impl DemoSummary {
@@ -251,6 +254,7 @@ pub async fn seed(
     let stages = events::count_stages(store, &contact_ids).await?;
 
     let mut segments = Vec::with_capacity(SEGMENTS.len());
+    let mut segment_ids = Vec::with_capacity(SEGMENTS.len());
     for (name, description, filter) in SEGMENTS {
         let draft = SegmentDraft {
             name: Some(name.to_string()),
@@ -259,8 +263,10 @@ pub async fn seed(
             filter_json: None,
         };
         let s = store.create_segment(draft, None).await.with_context(|| format!("creating the segment {name}"))?;
+        segment_ids.push(s.id);
         segments.push((s.name, s.member_count));
     }
+    let tasks = seed_tasks(store, &team, &segment_ids).await?;
 
     Ok(DemoSummary {
         users: STAFF.len(),
@@ -272,7 +278,75 @@ pub async fn seed(
         events: event_count,
         stages,
         segments,
+        tasks,
     })
+}
+
+/// Open tasks the demo gives the team for the first members of one of its segments.
+struct TaskPlan {
+    segment: &'static str,
+    take: u32,
+    /// Pages show the contact's name beside it.
+    title: &'static str,
+    reason: &'static str,
+    /// Due times, in hours from today's midnight (UTC), one per task in turn.
+    due_hours: &'static [i64],
+    /// For the owner (who signs birthday cards) rather than the contact's salesperson.
+    for_owner: bool,
+}
+
+const TASK_PLANS: &[TaskPlan] = &[
+    TaskPlan {
+        segment: "VIPs drifting away",
+        take: 6,
+        title: "Call: no visit in two months",
+        reason: "Gold or VIP customer who has not been in for two months",
+        due_hours: &[-20, -3, 10, 14, 16, 34],
+        for_owner: false,
+    },
+    TaskPlan {
+        segment: "Birthdays this week",
+        take: 5,
+        title: "Sign their birthday card",
+        reason: "Birthday this week",
+        due_hours: &[9, 33, 57, 81, 105],
+        for_owner: true,
+    },
+    TaskPlan {
+        segment: "Children turning 21",
+        take: 3,
+        title: "Talk about a first car for their child",
+        reason: "Their child turns 21 within two months",
+        due_hours: &[11, 59, 107],
+        for_owner: false,
+    },
+];
+
+/// The demo's open tasks, drawn from its segments ([`TASK_PLANS`]): some due today, some
+/// already overdue. Returns how many.
+async fn seed_tasks(store: &Store, team: &Team, segment_ids: &[Uuid]) -> anyhow::Result<usize> {
+    let today = store.now().date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let mut created = 0;
+    for plan in TASK_PLANS {
+        let Some(i) = SEGMENTS.iter().position(|(n, _, _)| *n == plan.segment) else { continue };
+        let page = PageRequest { limit: Some(plan.take), cursor: None, sort: None };
+        let members =
+            store.segment_members(segment_ids[i], page).await.with_context(|| format!("reading the segment {}", plan.segment))?;
+        for (k, c) in members.data.iter().enumerate() {
+            let assignee = if plan.for_owner { team.owner.id } else { c.owner_id.unwrap_or(team.manager.id) };
+            let draft = TaskDraft {
+                title: Some(plan.title.to_string()),
+                reason: Some(plan.reason.to_string()),
+                contact_id: Some(c.id),
+                assignee_id: Some(assignee),
+                due_at: Some(today + chrono::Duration::hours(plan.due_hours[k % plan.due_hours.len()])),
+                ..Default::default()
+            };
+            new(store.create_task(draft, None, None).await.context("creating a task")?)?;
+            created += 1;
+        }
+    }
+    Ok(created)
 }
 
 /// Gives the demo's owner (an admin) a fresh random password so that the UI can be signed in
@@ -2898,6 +2972,7 @@ mod tests {
         let count = |name: &str| summary.segments.iter().find(|(n, _)| n == name).map(|(_, c)| *c).unwrap();
         assert!(count("Service regulars") > 0, "{:?}", summary.segments);
         assert!(count("Browsing, not buying") > 0, "{:?}", summary.segments);
+        assert!(summary.tasks > 0, "the team has open tasks");
         // A second run refuses to pile onto existing data.
         assert!(seed(&store, 10, 1, &report).await.is_err());
     }

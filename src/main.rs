@@ -448,12 +448,13 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let summary = demo::seed(&store, args.contacts, 2026, &progress).await?;
         bar.finish_and_clear();
         eprintln!(
-            "Created {} users, {} contacts, {} companies, {} relations and {} notes in {} (the owner is {}).",
+            "Created {} users, {} contacts, {} companies, {} relations, {} notes and {} open tasks in {} (the owner is {}).",
             summary.users,
             summary.contacts,
             summary.companies,
             summary.relations,
             summary.notes,
+            summary.tasks,
             url.redacted(),
             summary.admin_email
         );
