@@ -1071,6 +1071,17 @@ impl Gen {
                 self.push(c, left, "email.unsubscribed", "email", json!({"campaign": campaign}));
                 return;
             }
+            // A few write back: a question about the featured car, a "please call me".
+            if self.chance(1) {
+                let replied = opened + self.minutes(5, 240);
+                self.push(
+                    c,
+                    replied,
+                    "email.replied",
+                    "email",
+                    json!({"subject": format!("Re: {subject}"), "campaign": campaign}),
+                );
+            }
             if self.chance(25) {
                 let featured = find(sku);
                 let clicked = opened + self.minutes(0, 3);

@@ -210,6 +210,7 @@ pub const BUILT_IN_TYPES: &[&str] = &[
     "email.bounced",
     "email.unsubscribed",
     "email.subscribed",
+    "email.replied",
     "sms.sent",
     "sms.received",
     "chat.message",
@@ -763,6 +764,11 @@ pub fn payload_effect(kind: &str, payload: &Map<String, Value>) -> Result<(Optio
             (None, Effect::None)
         }
         "email.opened" => (None, Effect::EmailOpened),
+        // The customer's answer: engagement, which pending outreach listens for.
+        "email.replied" => {
+            f.text("subject", false);
+            (None, Effect::Engagement { mentions: vec![] })
+        }
         "email.clicked" => {
             f.text("url", false);
             let p = f.product();

@@ -54,22 +54,10 @@ pub const MAX_TURNS: u32 = 150;
 /// Points one `award_points` step may give.
 pub const MAX_POINTS: u32 = 1_000_000;
 
-/// Reply types a workflow may name although the event catalogue does not list them yet: the
-/// `email` namespace is reserved for built-in types, and replies are what a follow-up waits for
-/// (`exit_when: ["email.replied"]`).
-pub const REPLY_TYPES: &[&str] = &["email.replied"];
-
 /// Checks an event type a workflow listens for (trigger, `until_event`, `exit_when`): any type
-/// a segment filter may name, or a reply type.
+/// a segment filter may name.
 pub fn check_event_type(raw: &str) -> Result<(), String> {
-    if REPLY_TYPES.contains(&raw) {
-        return Ok(());
-    }
-    crate::event::check_selectable_type(raw).map_err(|m| {
-        let namespace = raw.split('.').next().unwrap_or_default();
-        let replies: Vec<&str> = REPLY_TYPES.iter().copied().filter(|t| t.split('.').next() == Some(namespace)).collect();
-        if replies.is_empty() || !m.starts_with("unknown") { m } else { format!("{m}, and in workflows {}", replies.join(", ")) }
-    })
+    crate::event::check_selectable_type(raw)
 }
 
 /// A workflow name: inner whitespace collapsed, 1–200 characters.
