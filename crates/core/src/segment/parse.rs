@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Result<Filter, ParseError> {
 
 /// Words the grammar gives a meaning wherever a bare word could stand. A relation kind that
 /// is one of these must be quoted, so the printer asks here.
-const KEYWORDS: &[&str] = &[
+pub(super) const KEYWORDS: &[&str] = &[
     "and",
     "or",
     "not",

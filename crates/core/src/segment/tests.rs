@@ -1,5 +1,6 @@
 //! The segment language end to end: parsing, printing, errors and the JSON form.
 
+use super::parse::KEYWORDS;
 use chrono::Datelike;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -369,42 +370,6 @@ fn related_segments_subscriptions() {
         ])
     );
 }
-
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "in",
-    "is",
-    "set",
-    "within",
-    "last",
-    "next",
-    "anniversary",
-    "turns",
-    "before",
-    "after",
-    "ago",
-    "today",
-    "has",
-    "no",
-    "where",
-    "segment",
-    "related",
-    "subscribed",
-    "unsubscribed",
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "first",
-    "true",
-    "false",
-    "contains",
-    "starts_with",
-    "ends_with",
-];
 
 #[test]
 fn keyword_relation_kinds_are_quoted() {
