@@ -42,6 +42,91 @@ pub struct Config {
     /// Mark the sign-in cookie `Secure` (browsers then send it over HTTPS only). Set it when
     /// Rapport is reached over HTTPS; requests arriving through an HTTPS proxy get it anyway.
     pub secure_cookies: bool,
+    /// How workflows behave (the `[automation]` table).
+    pub automation: AutomationConfig,
+    /// Outgoing webhooks of workflows (the `[webhooks]` table).
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[automation]` in rapport.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutomationConfig {
+    /// How late (hours) a date or inactivity trigger may still fire after the server was down;
+    /// older occurrences are passed over instead of all firing at once.
+    pub catch_up_hours: u32,
+    /// Local hours of each contact in which no message goes out, `"21:00-08:00"`; `"off"` for none.
+    pub quiet_hours: String,
+    /// At most this many marketing messages per person in 7 days, all channels together.
+    pub max_messages_per_week: u32,
+    /// At most this many marketing emails per person in 7 days.
+    pub max_emails_per_week: u32,
+    /// At most this many marketing text messages per person in 7 days.
+    pub max_sms_per_week: u32,
+}
+
+impl Default for AutomationConfig {
+    fn default() -> Self {
+        Self {
+            catch_up_hours: 24,
+            quiet_hours: "21:00-08:00".into(),
+            max_messages_per_week: 3,
+            max_emails_per_week: 2,
+            max_sms_per_week: 1,
+        }
+    }
+}
+
+impl AutomationConfig {
+    /// The store's options, or what is wrong with the configuration.
+    pub fn options(&self) -> anyhow::Result<rapport_store::automation::AutomationOptions> {
+        use rapport_core::workflow::{MessageChannel, TimeOfDay};
+        use rapport_store::automation::{AutomationOptions, FrequencyCap};
+        let quiet = match self.quiet_hours.trim() {
+            "" | "off" => None,
+            raw => {
+                let (from, to) = raw.split_once('-').ok_or_else(|| {
+                    anyhow::anyhow!("automation.quiet_hours: write a range such as \"21:00-08:00\", or \"off\"")
+                })?;
+                let t = |s: &str| TimeOfDay::parse(s).map_err(|e| anyhow::anyhow!("automation.quiet_hours: {e}"));
+                Some((t(from)?, t(to)?))
+            }
+        };
+        let week = chrono::Duration::days(7);
+        Ok(AutomationOptions {
+            catch_up: chrono::Duration::hours(i64::from(self.catch_up_hours)),
+            quiet_hours: quiet,
+            caps: vec![
+                FrequencyCap { channel: None, max: self.max_messages_per_week, per: week },
+                FrequencyCap { channel: Some(MessageChannel::Email), max: self.max_emails_per_week, per: week },
+                FrequencyCap { channel: Some(MessageChannel::Sms), max: self.max_sms_per_week, per: week },
+            ],
+            ready_channels: Vec::new(),
+        })
+    }
+}
+
+/// `[webhooks]` in rapport.toml.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let webhooks call private, loopback and link-local addresses (an intranet service).
+    pub allow_private: bool,
+    /// Hosts, addresses or ranges (`10.1.0.0/16`) webhooks may call even though they are private.
+    pub allow_hosts: Vec<String>,
+    /// Signing secrets by the name workflows give as `secret_ref` (`[webhooks.secrets]`).
+    pub secrets: Secrets,
+}
+
+/// Webhook signing secrets; never printed.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secrets(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys().map(|k| format!("{k}: <redacted>"))).finish()
+    }
 }
 
 impl Default for Config {
@@ -61,6 +146,8 @@ impl Default for Config {
             default_time_zone: "UTC".into(),
             segment_refresh_minutes: 15,
             secure_cookies: false,
+            automation: AutomationConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

@@ -194,6 +194,7 @@ fn open_store_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
         default_time_zone: config.default_time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
             anyhow::anyhow!("default_time_zone: '{}' is not an IANA time zone such as Europe/Berlin", config.default_time_zone)
         })?,
+        automation: config.automation.options()?,
     };
     Store::open(&url, options).with_context(|| format!("cannot open the database at {}", url.redacted()))
 }
@@ -310,7 +311,10 @@ async fn serve_store(store: Store, config: &Config, manual: Option<Arc<ManualClo
         ..WebConfig::default()
     };
     tracing::info!(%addr, database = %DatabaseUrl::parse(&config.database_url).map_err(anyhow::Error::msg)?.redacted(), "Rapport is serving");
-    let mut state = AppState::new(store, web);
+    let policy = rapport_channels::webhook::AddressPolicy::new(config.webhooks.allow_private, &config.webhooks.allow_hosts)
+        .map_err(|e| anyhow::anyhow!("webhooks.allow_hosts: {e}"))?;
+    let sender = rapport_web::ops::WebhookSender::new(policy, config.webhooks.secrets.0.clone())?;
+    let mut state = AppState::new(store, web).with_webhooks(sender);
     if let Some(clock) = manual {
         state = state.with_manual_clock(clock);
     }

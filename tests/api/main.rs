@@ -21,6 +21,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The secret webhooks named `test` are signed with.
+pub const TEST_WEBHOOK_SECRET: &str = "s3cret-for-tests";
+
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Where a test's data lives.
@@ -72,6 +75,7 @@ macro_rules! both_backends {
 // One binary for every API test: a single link on small machines. Declared after the macro
 // so that they can use it.
 mod auth;
+mod automation;
 mod contacts;
 mod events;
 mod ops;
@@ -92,7 +96,11 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store, WebConfig::default()).with_manual_clock(clock);
+        // Webhooks may call the tests' own receivers on 127.0.0.1, signed with the secret "test".
+        let policy = rapport_channels::webhook::AddressPolicy::new(false, ["127.0.0.1"]).expect("policy");
+        let sender = rapport_web::ops::WebhookSender::new(policy, [("test".to_string(), TEST_WEBHOOK_SECRET.to_string())])
+            .expect("webhook sender");
+        let state = AppState::new(store, WebConfig::default()).with_manual_clock(clock).with_webhooks(sender);
         let handle = tokio::spawn(rapport_web::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -280,6 +288,17 @@ impl TestApp {
     pub async fn create_key(&self, name: &str, role: Role) -> String {
         self.store()
             .create_key(name.into(), role, None, None, false)
+            .await
+            .expect("create key")
+            .expect("a key was created")
+            .secret
+    }
+
+    /// A new member key that belongs to user `user` (an id); returns its secret.
+    pub async fn create_key_for_user(&self, user: &str) -> String {
+        let id = uuid::Uuid::parse_str(user).expect("a user id");
+        self.store()
+            .create_key("user key".into(), Role::Member, Some(id), None, false)
             .await
             .expect("create key")
             .expect("a key was created")

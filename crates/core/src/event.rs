@@ -222,8 +222,15 @@ pub const BUILT_IN_TYPES: &[&str] = &[
 ];
 
 /// Types only Rapport itself records.
-pub const SYSTEM_TYPES: &[&str] =
-    &["lifecycle.changed", "note.added", "segment.entered", "segment.exited", "task.created", "task.completed"];
+pub const SYSTEM_TYPES: &[&str] = &[
+    "lifecycle.changed",
+    "note.added",
+    "segment.entered",
+    "segment.exited",
+    "task.created",
+    "task.completed",
+    "workflow.action",
+];
 
 /// Namespaces owned by the built-in and system types: a custom type may not use them, so a
 /// typo such as `order.complete` is caught instead of stored as a custom event.
@@ -245,6 +252,7 @@ const RESERVED_NAMESPACES: &[&str] = &[
     "note",
     "segment",
     "task",
+    "workflow",
 ];
 
 /// Checks an event type name: a built-in, or a custom `namespace.name` in lowercase.

@@ -64,7 +64,7 @@ fn execute_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], ids: &[Uuid]) -> Resu
 
 /// After a change to contact rows or their tags: the stored child lists, `updated_at`, and the
 /// segment queue.
-fn touch(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp, children: bool) -> Result<()> {
+pub(crate) fn touch(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp, children: bool) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }

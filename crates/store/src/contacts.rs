@@ -344,29 +344,7 @@ impl Store {
 
     pub async fn update_contact(&self, id: Uuid, patch: ContactPatch) -> Result<Contact> {
         let store = self.clone();
-        self.write_checked(move |tx| {
-            let current = load(tx, id)?;
-            let input = prepare(tx, &store, patch.apply(&current), id)?;
-            let mut params = row_values(id, &input);
-            params.push(store.now().into());
-            let sets: Vec<String> = COLUMNS.split(", ").enumerate().skip(1).map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
-            let sql = format!("UPDATE contacts SET {}, updated_at = ${} WHERE id = $1", sets.join(", "), params.len());
-            tx.execute(&sql, &params)?;
-            for table in ["contact_emails", "contact_phones", "contact_external_ids", "contact_tags"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE contact_id = $1"), &[id.into()])?;
-            }
-            write_children(tx, id, &input, store.now())?;
-            crate::segments::mark_dirty(tx, &[id], store.now())?;
-            // People who have this person as a relation read their birthday.
-            crate::segments::mark_dirty_where(
-                tx,
-                "SELECT contact_id FROM relations WHERE related_contact_id = $1 AND contact_id <> $1",
-                &[id.into()],
-                store.now(),
-            )?;
-            load(tx, id)
-        })
-        .await
+        self.write_checked(move |tx| update_tx(tx, &store, id, patch)).await
     }
 
     pub async fn delete_contact(&self, id: Uuid) -> Result<()> {
@@ -486,4 +464,29 @@ impl Store {
     pub async fn count_contacts(&self) -> Result<i64> {
         self.read(|tx| tx.query_one("SELECT COUNT(*) FROM contacts", &[])?.i64(0)).await
     }
+}
+
+/// Applies `patch` to a contact in the caller's transaction (the API, and workflows'
+/// `set_field`).
+pub(crate) fn update_tx(tx: &mut dyn Tx, store: &Store, id: Uuid, patch: ContactPatch) -> Result<Contact> {
+    let current = load(tx, id)?;
+    let input = prepare(tx, store, patch.apply(&current), id)?;
+    let mut params = row_values(id, &input);
+    params.push(store.now().into());
+    let sets: Vec<String> = COLUMNS.split(", ").enumerate().skip(1).map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
+    let sql = format!("UPDATE contacts SET {}, updated_at = ${} WHERE id = $1", sets.join(", "), params.len());
+    tx.execute(&sql, &params)?;
+    for table in ["contact_emails", "contact_phones", "contact_external_ids", "contact_tags"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE contact_id = $1"), &[id.into()])?;
+    }
+    write_children(tx, id, &input, store.now())?;
+    crate::segments::mark_dirty(tx, &[id], store.now())?;
+    // People who have this person as a relation read their birthday.
+    crate::segments::mark_dirty_where(
+        tx,
+        "SELECT contact_id FROM relations WHERE related_contact_id = $1 AND contact_id <> $1",
+        &[id.into()],
+        store.now(),
+    )?;
+    load(tx, id)
 }

@@ -135,6 +135,11 @@ pub(crate) fn push_system_event(values: &mut Vec<Value>, e: SystemEvent, now: Ti
 pub(crate) fn insert_system_events(tx: &mut dyn Tx, values: &[Value]) -> Result<()> {
     if !values.is_empty() {
         insert_many(tx, INSERT_EVENTS, EVENT_COLUMNS, values, "")?;
+        let now = match values.get(9) {
+            Some(Value::Time(t)) => *t,
+            _ => chrono::Utc::now(),
+        };
+        crate::automation::enqueue_event_rows(tx, values, &|_| true, now)?;
     }
     Ok(())
 }
@@ -588,10 +593,17 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
         )?;
         stored = Some(rows.into_iter().map(|r: Row| r.string(0)).collect::<Result<_>>()?);
     }
-    drop(with_source);
     if !without_source.is_empty() {
         insert_many(tx, INSERT_EVENTS, EVENT_COLUMNS, &without_source, "")?;
     }
+    // Workflows learn of the new events in the same transaction.
+    let is_new = |row: &[Value]| match (&row[3], &stored) {
+        (Value::Text(s), Some(stored)) => stored.contains(s),
+        _ => true,
+    };
+    crate::automation::enqueue_event_rows(tx, &with_source, &is_new, now)?;
+    drop(with_source);
+    crate::automation::enqueue_event_rows(tx, &without_source, &|_| true, now)?;
 
     let mut folds = Vec::with_capacity(events.len());
     for (e, contact, _, at) in &events {
@@ -635,7 +647,7 @@ fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact
              WHERE excluded.changed_at >= contact_subscriptions.changed_at",
         )?;
     }
-    segments::mark_dirty(tx, &touched, now)?;
+    segments::mark_segments_dirty(tx, &touched, now)?;
     Ok(IngestReport { results, sold })
 }
 

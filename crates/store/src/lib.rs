@@ -2,6 +2,7 @@
 //! SQLite (an embedded file, the default) and PostgreSQL (for scale-out) — with the same
 //! repositories, written once against the [`db::Tx`] seam, and migrations for each.
 
+pub mod automation;
 mod bulk;
 mod common;
 mod companies;
@@ -131,6 +132,8 @@ pub struct StoreOptions {
     pub profile_rules: Arc<ProfileRules>,
     /// The time zone of contacts who have none (their "today" in segment filters).
     pub default_time_zone: chrono_tz::Tz,
+    /// How workflows behave: catch-up after downtime, quiet hours, frequency caps.
+    pub automation: automation::AutomationOptions,
 }
 
 impl Default for StoreOptions {
@@ -143,6 +146,7 @@ impl Default for StoreOptions {
             pg_schema: None,
             profile_rules: Arc::new(ProfileRules::default()),
             default_time_zone: chrono_tz::Tz::UTC,
+            automation: automation::AutomationOptions::default(),
         }
     }
 }

@@ -57,6 +57,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_workflows.sql"),
         postgres: include_str!("../migrations/postgres/0007_workflows.sql"),
     },
+    Migration {
+        version: 8,
+        name: "automation",
+        sqlite: include_str!("../migrations/sqlite/0008_automation.sql"),
+        postgres: include_str!("../migrations/postgres/0008_automation.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

@@ -379,7 +379,7 @@ impl Store {
                     ids.sort_unstable();
                     let more = ids.len() as i64 == SWEEP_CHUNK;
                     let changed = restage(tx, &store, &ids, &[], Mode::Incremental, now)?;
-                    crate::segments::mark_dirty(tx, &ids, now)?;
+                    crate::segments::mark_segments_dirty(tx, &ids, now)?;
                     Ok((changed, more))
                 })
                 .await?;

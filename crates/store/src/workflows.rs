@@ -136,13 +136,17 @@ impl Store {
                 "UPDATE workflows SET name = $2, name_key = $3, version = $4, updated_at = $5 WHERE id = $1",
                 &[id.into(), spec.name.as_str().into(), name_key(&spec.name).into(), version.into(), now.into()],
             )?;
+            // Runs in flight keep their version; new runs and schedules follow the new one.
+            let schedule_changed = spec.trigger != current.spec.trigger;
+            crate::automation::sync_listens(tx, id, current.enabled, &spec, schedule_changed, now)?;
             load(tx, id)
         })
         .await
     }
 
     /// Switches a workflow on or off. Switching on checks its names again (a segment or user
-    /// it names may have gone since it was saved).
+    /// it names may have gone since it was saved) and starts listening for its trigger; runs
+    /// of a workflow that is off wait, and go on when it is switched on again.
     pub async fn set_workflow_enabled(&self, id: Uuid, enabled: bool) -> Result<Workflow> {
         let now = self.now();
         let store = self.clone();
@@ -156,6 +160,7 @@ impl Store {
                     "UPDATE workflows SET enabled = $2, updated_at = $3 WHERE id = $1",
                     &[id.into(), enabled.into(), now.into()],
                 )?;
+                crate::automation::sync_listens(tx, id, enabled, &current.spec, true, now)?;
             }
             load(tx, id)
         })

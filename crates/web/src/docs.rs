@@ -12,7 +12,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::api::{companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users, workflows};
+use crate::api::{
+    automation, companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users, workflows,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +35,8 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
         tasks::list, tasks::create, tasks::read, tasks::update, tasks::remove,
         workflows::list, workflows::create, workflows::read, workflows::update, workflows::remove, workflows::enable, workflows::disable,
+        automation::contact_automation, automation::upcoming, automation::start, automation::simulate, automation::notifications,
+        automation::read_notification, automation::deliveries,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -49,6 +53,7 @@ use crate::api::{companies, contacts, custom_fields, events, links, notes, relat
         (name = "segments", description = "Who a business means: stored filters whose members are kept current, with entry and exit events."),
         (name = "tasks", description = "What someone on the team should do, about whom, by when, and why."),
         (name = "workflows", description = "Automation: when something happens to a contact, do these steps. The format is in docs/automation.md."),
+        (name = "automation", description = "What workflows did and will do: runs per contact, the upcoming queue, manual starts, simulations, notifications, webhook deliveries."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

@@ -52,6 +52,9 @@ pub struct WebConfig {
     pub session_idle: Duration,
     /// A UI session ends this long after sign-in, however busy.
     pub session_max_age: Duration,
+    /// How often the automation engine looks for due work when nothing wakes it sooner (new
+    /// events wake it at once).
+    pub automation_every: Duration,
 }
 
 impl Default for WebConfig {
@@ -66,6 +69,7 @@ impl Default for WebConfig {
             secure_cookies: false,
             session_idle: Duration::from_secs(12 * 3600),
             session_max_age: Duration::from_secs(30 * 24 * 3600),
+            automation_every: Duration::from_secs(1),
         }
     }
 }
@@ -81,6 +85,10 @@ pub struct AppState {
     pub manual_clock: Option<Arc<ManualClock>>,
     /// Failed sign-ins by email and by client address (this process only).
     pub login_limiter: Arc<ui::auth::LoginLimiter>,
+    /// Wakes this instance's automation worker (new events, a manual start).
+    pub automation_wake: Arc<tokio::sync::Notify>,
+    /// Delivers `webhook` steps; `None` leaves deliveries pending (tests that check the queue).
+    pub webhooks: Option<Arc<ops::WebhookSender>>,
 }
 
 impl AppState {
@@ -92,7 +100,15 @@ impl AppState {
             metrics: telemetry::Metrics::global(),
             manual_clock: None,
             login_limiter: Arc::new(ui::auth::LoginLimiter::default()),
+            automation_wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: None,
         }
+    }
+
+    /// Delivers webhook steps with `sender`.
+    pub fn with_webhooks(mut self, sender: ops::WebhookSender) -> Self {
+        self.webhooks = Some(Arc::new(sender));
+        self
     }
 
     /// Lets `POST /api/v1/admin/clock` move `clock`, which must be the store's clock.
@@ -119,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::segments::routes())
         .merge(api::tasks::routes())
         .merge(api::workflows::routes())
+        .merge(api::automation::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -155,12 +172,16 @@ pub async fn serve(
     let app = router(state.clone());
     let maintenance = tokio::spawn(ops::maintenance(state.clone()));
     let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state.clone()));
-    let segments = tokio::spawn(ops::segment_maintainer(state));
+    let segments = tokio::spawn(ops::segment_maintainer(state.clone()));
+    let automation = tokio::spawn(ops::automation_worker(state.clone()));
+    let webhooks = tokio::spawn(ops::webhook_deliverer(state));
     // The peer address feeds the per-address limit on sign-in attempts.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
     lifecycle.abort();
     segments.abort();
+    automation.abort();
+    webhooks.abort();
     result
 }

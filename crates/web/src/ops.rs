@@ -133,3 +133,119 @@ pub async fn lifecycle_sweeper(state: AppState) {
         }
     }
 }
+
+/// Runs the automation engine: a pass whenever new events or a manual start wake it, and every
+/// `automation_every` regardless (waits ending, dates coming due, other instances' events).
+/// Any number of instances may run it: the store hands each one different rows.
+pub async fn automation_worker(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.automation_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.automation_wake.notified() => {}
+        }
+        match state.store.automation_until_idle(50).await {
+            Ok(r) if r.runs_started + r.runs_ended + r.fired > 0 => tracing::info!(
+                fired = r.fired,
+                started = r.runs_started,
+                advanced = r.runs_advanced,
+                ended = r.runs_ended,
+                "automation ran"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "automation pass failed; trying again shortly"),
+        }
+    }
+}
+
+/// Delivers the webhook calls workflow runs queued: signs them with the configured secrets and
+/// keeps them to the address policy.
+pub struct WebhookSender {
+    client: rapport_channels::webhook::WebhookClient,
+    secrets: std::collections::HashMap<String, rapport_channels::webhook::WebhookSecret>,
+}
+
+impl WebhookSender {
+    /// `secrets` maps the names workflows give in `secret_ref` to the secrets themselves.
+    pub fn new(
+        policy: rapport_channels::webhook::AddressPolicy,
+        secrets: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, rapport_channels::webhook::BuildError> {
+        Ok(Self {
+            client: rapport_channels::webhook::WebhookClient::new(policy, Default::default())?,
+            secrets: secrets.into_iter().map(|(k, v)| (k, rapport_channels::webhook::WebhookSecret::new(v))).collect(),
+        })
+    }
+}
+
+/// How long a claimed call is this instance's: longer than any one attempt takes.
+const WEBHOOK_LEASE_SECS: i64 = 60;
+
+/// Makes the webhook calls that are due; returns how many it attempted.
+pub async fn deliver_due_webhooks(state: &AppState) -> usize {
+    use rapport_channels::webhook::{DeliveryError, MAX_ATTEMPTS, WebhookRequest, retry_delay};
+    use rapport_store::automation::WebhookResult;
+    let Some(sender) = state.webhooks.clone() else { return 0 };
+    let due = match state.store.claim_webhooks(20, chrono::Duration::seconds(WEBHOOK_LEASE_SECS)).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim webhook deliveries");
+            return 0;
+        }
+    };
+    let n = due.len();
+    for call in due {
+        let secret = match &call.secret_ref {
+            None => None,
+            Some(name) => match sender.secrets.get(name) {
+                Some(s) => Some(s.clone()),
+                None => {
+                    let error = format!("no webhook secret named \"{name}\" is configured; add it under [webhooks.secrets]");
+                    if let Err(e) = state.store.finish_webhook(call.id, WebhookResult::Failed { error }).await {
+                        tracing::warn!(error = %e, "could not record a webhook outcome");
+                    }
+                    continue;
+                }
+            },
+        };
+        let request = WebhookRequest {
+            url: call.url.clone(),
+            body: call.body.to_string(),
+            secret,
+            delivery_id: call.id.to_string(),
+            idempotency_key: call.idempotency_key.clone(),
+        };
+        let result = match sender.client.deliver(&request).await {
+            Ok(d) => WebhookResult::Delivered { status: d.status },
+            Err(DeliveryError::Temporary { retry_after, message, .. }) if call.attempt < MAX_ATTEMPTS => {
+                let wait = retry_delay(call.attempt).max(retry_after.unwrap_or_default());
+                let at = state.store.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
+                WebhookResult::Retry { error: message, at }
+            }
+            Err(e) => WebhookResult::Failed { error: e.to_string() },
+        };
+        match &result {
+            WebhookResult::Delivered { status } => tracing::info!(delivery = %call.id, status, "webhook delivered"),
+            WebhookResult::Retry { error, at } => {
+                tracing::info!(delivery = %call.id, %error, retry_at = %at, "webhook failed; will retry")
+            }
+            WebhookResult::Failed { error } => tracing::warn!(delivery = %call.id, %error, "webhook failed for good"),
+        }
+        if let Err(e) = state.store.finish_webhook(call.id, result).await {
+            tracing::warn!(error = %e, "could not record a webhook outcome");
+        }
+    }
+    n
+}
+
+/// Delivers due webhook calls every second. A crash mid-call leaves the call claimed until its
+/// lease runs out; then it is made again with the same `Idempotency-Key`.
+pub async fn webhook_deliverer(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        while deliver_due_webhooks(&state).await > 0 {}
+    }
+}

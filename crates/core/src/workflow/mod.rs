@@ -222,6 +222,60 @@ impl WorkflowSpec {
     }
 }
 
+/// The mark in a workflow's listened types that says its trigger is time-based, so its
+/// schedules must follow edits of the contacts (a changed birthday, a new relation).
+pub const SCHEDULE_MARK: &str = "*schedule";
+
+/// Interactions that come from the person (or that staff logged with them): any of these after
+/// a run started means they are already in touch, so the run's outreach stops instead of
+/// talking past them.
+pub const INBOUND_TOUCH_TYPES: &[&str] =
+    &["email.replied", "sms.received", "chat.message", "call.logged", "form.submitted", "support.requested", "feedback.given"];
+
+impl WorkflowSpec {
+    /// The event types the engine must show this workflow when they happen: its trigger's, the
+    /// types its waits wait for, and its exit types; plus [`SCHEDULE_MARK`] for time-based
+    /// triggers. Sorted, without repeats.
+    pub fn listens(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        match &self.trigger {
+            Trigger::Event(sel) => out.push(sel.event_type.clone()),
+            Trigger::SegmentEntered { .. } => out.push("segment.entered".into()),
+            Trigger::SegmentExited { .. } => out.push("segment.exited".into()),
+            Trigger::StageChanged { .. } => out.push("lifecycle.changed".into()),
+            Trigger::Threshold(t) => out.extend(t.metric.event_types().iter().map(|s| s.to_string())),
+            Trigger::Inactivity { event_type, .. } => {
+                out.push(event_type.clone());
+                out.push(SCHEDULE_MARK.into());
+            }
+            Trigger::Date(d) => {
+                out.push(SCHEDULE_MARK.into());
+                if d.field == DateField::FirstOrder {
+                    out.push("order.completed".into());
+                }
+            }
+            Trigger::Manual => {}
+        }
+        for (_, step) in self.walk() {
+            if let Step::Wait(Wait::For { until_event: Some(t), .. }) = step {
+                out.push(t.clone());
+            }
+        }
+        out.extend(self.exit_when.iter().cloned());
+        if self.has_outreach() {
+            out.extend(INBOUND_TOUCH_TYPES.iter().map(|s| s.to_string()));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether some step reaches out to the person (a message, or a task to contact them).
+    pub fn has_outreach(&self) -> bool {
+        self.walk().any(|(_, s)| matches!(s, Step::Action(a) if a.is_outreach()))
+    }
+}
+
 impl<'de> Deserialize<'de> for WorkflowSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
@@ -381,6 +435,15 @@ impl Metric {
 
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == raw)
+    }
+
+    /// The event types that move the metric.
+    pub fn event_types(self) -> &'static [&'static str] {
+        match self {
+            Metric::Revenue => &["order.completed", "order.refunded"],
+            Metric::OrderCount => &["order.completed"],
+            Metric::VisitCount => &["visit.checked_in"],
+        }
     }
 
     /// Counts take whole numbers; revenue any amount.
@@ -577,6 +640,14 @@ impl Action {
             Action::Webhook(_) => "webhook",
             Action::StartWorkflow { .. } => "start_workflow",
         }
+    }
+}
+
+impl Action {
+    /// Whether the action reaches out to the person: a message, or a task for someone to get in
+    /// touch. An inbound touch after the run started stops these.
+    pub fn is_outreach(&self) -> bool {
+        matches!(self, Action::SendMessage(_) | Action::CreateTask(_))
     }
 }
 

@@ -64,6 +64,17 @@ pub(crate) fn compile(cx: &Context<'_>, filter: &Filter, params: &mut Vec<Value>
     Ok(Compiled { sql, needs_profile: c.needs_profile })
 }
 
+/// The payload conditions of `sel` over an events row aliased `e` (`TRUE` when it has none):
+/// how a workflow's event trigger decides, exactly as a segment's event condition would.
+pub(crate) fn event_conditions(cx: &Context<'_>, sel: &EventSelector, params: &mut Vec<Value>) -> Result<String> {
+    let mut c = Compiler::new(cx, params);
+    let mut parts = Vec::with_capacity(sel.conditions.len());
+    for pc in &sel.conditions {
+        parts.push(c.payload_condition(&sel.event_type, pc)?);
+    }
+    Ok(if parts.is_empty() { "TRUE".into() } else { parts.join(" AND ") })
+}
+
 /// One leaf of a filter for an explanation: whether it held, and the value that decided.
 pub(crate) struct ExplainLeaf {
     pub held_sql: String,

@@ -27,7 +27,7 @@ use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind};
 use crate::value::{Row, Value};
 use crate::{Result, Store, StoreError, contacts, custom_fields};
 
-pub(crate) use compile::Context;
+pub(crate) use compile::{Context, event_conditions};
 
 /// How many marked contacts one maintenance transaction re-evaluates.
 pub const MAINTAIN_BATCH: usize = 2_000;
@@ -144,9 +144,17 @@ fn stored_filter(s: &Segment) -> Result<Filter> {
         .map_err(|e| StoreError::Database(format!("segment {} has a bad filter: {e}", s.id)))
 }
 
-/// Marks contacts for re-evaluation, in the caller's transaction. Does nothing while no
-/// segment exists, so a CRM without segments pays one indexed probe per write.
+/// Marks edited contacts for re-evaluation (segments, and the schedules of date and inactivity
+/// workflows), in the caller's transaction.
 pub(crate) fn mark_dirty(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp) -> Result<()> {
+    crate::automation::mark_contacts_changed(tx, ids, now)?;
+    mark_segments_dirty(tx, ids, now)
+}
+
+/// Marks contacts for segment re-evaluation only: for events, whose effect on workflows goes
+/// through the automation inbox instead. Does nothing while no segment exists, so a CRM
+/// without segments pays one indexed probe per write.
+pub(crate) fn mark_segments_dirty(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp) -> Result<()> {
     if ids.is_empty() || !tx.exists("SELECT 1 FROM segments LIMIT 1", &[])? {
         return Ok(());
     }
@@ -173,7 +181,9 @@ pub(crate) fn mark_dirty(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp) -> Resul
 /// Marks every contact a `SELECT contact_id …` query returns (links of a company, both ends
 /// of a relation).
 pub(crate) fn mark_dirty_where(tx: &mut dyn Tx, select_ids: &str, params: &[Value], now: Timestamp) -> Result<()> {
-    if !tx.exists("SELECT 1 FROM segments LIMIT 1", &[])? {
+    if !tx.exists("SELECT 1 FROM segments LIMIT 1", &[])?
+        && !tx.exists("SELECT 1 FROM workflow_listens WHERE event_type = $1", &[rapport_core::workflow::SCHEDULE_MARK.into()])?
+    {
         return Ok(());
     }
     let rows = tx.query(select_ids, params)?;

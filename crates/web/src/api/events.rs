@@ -62,6 +62,10 @@ pub async fn ingest(
     let report = s.store.ingest(body.0).await.map_err(ApiError::query)?;
     let accepted = report.count(rapport_store::ItemStatus::Accepted);
     metrics::counter!("rapport_events_ingested_total").increment(accepted as u64);
+    if accepted > 0 {
+        // Event triggers act within moments of ingest, not at the next tick.
+        s.automation_wake.notify_one();
+    }
     Ok(Json(report))
 }
 
@@ -181,6 +185,12 @@ pub struct ClockState {
     pub transitions: usize,
     /// Segment entries and exits the move caused.
     pub segments: rapport_store::MaintainReport,
+    /// What automation did because of the move: triggers fired, runs started and advanced.
+    pub automation: rapport_store::automation::PassReport,
+    /// Whether work due by the new time is still left (another instance holds it, or webhook
+    /// calls are being retried). When `true`, poll `GET /readyz` or move the clock by `PT0S`
+    /// until it is `false`.
+    pub pending: bool,
 }
 
 /// Move the clock
@@ -221,8 +231,26 @@ pub async fn move_clock(
     }
     let transitions = s.store.sweep_lifecycle().await?;
     // Everything that moves with time catches up before the answer, so a client sees the
-    // world as of the new now.
-    let segments = super::segments::bring_up_to_date(&s).await?;
-    tracing::info!(now = %s.store.now(), transitions, "the manual clock moved");
-    Ok(Json(ClockState { now: s.store.now(), transitions, segments }))
+    // world as of the new now: segments, then automation, whose actions may move segments
+    // again (a tag), and so on until nothing is left.
+    let mut segments = super::segments::bring_up_to_date(&s).await?;
+    let mut automation = rapport_store::automation::PassReport::default();
+    let mut pending = true;
+    for _ in 0..20 {
+        let done = s.store.automation_until_idle(100).await?;
+        crate::ops::deliver_due_webhooks(&s).await;
+        let more = super::segments::bring_up_to_date(&s).await?;
+        segments.entered += more.entered;
+        segments.exited += more.exited;
+        automation.add(done);
+        if done.is_idle() && more.entered + more.exited == 0 {
+            pending = s.store.automation_pending().await? || s.store.webhooks_due().await?;
+            if !pending {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    tracing::info!(now = %s.store.now(), transitions, runs = automation.runs_started, "the manual clock moved");
+    Ok(Json(ClockState { now: s.store.now(), transitions, segments, automation, pending }))
 }

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`. Each resource has its own module; handlers parse, call
 //! one store method, and render.
 
+pub mod automation;
 pub mod companies;
 pub mod contacts;
 pub mod custom_fields;

@@ -1,0 +1,300 @@
+//! New events meet workflows: triggers start runs, awaited events end waits, exit events and
+//! inbound touches end runs.
+
+use std::collections::HashSet;
+
+use rapport_core::Timestamp;
+use rapport_core::money::{Currency, Money};
+use rapport_core::profile::LifecycleStage;
+use rapport_core::workflow::{INBOUND_TOUCH_TYPES, Metric, ThresholdRule, Trigger};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use super::runs::{self, Start};
+use super::{Live, PassReport, Specs, live_workflows, schedule};
+use crate::db::{Dialect, Tx, insert_many, select_in};
+use crate::events::EVENT_COLUMNS;
+use crate::value::Value;
+use crate::{Result, Store, segments};
+
+/// Copies the events in `rows` (laid out as `INSERT_EVENTS` columns, `EVENT_COLUMNS` per
+/// event) whose type some enabled workflow listens to into the inbox, in the caller's
+/// transaction. `keep` says which rows were really stored (a repeated delivery was not).
+pub(crate) fn enqueue_event_rows(tx: &mut dyn Tx, rows: &[Value], keep: &dyn Fn(&[Value]) -> bool, now: Timestamp) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let listened: HashSet<String> = tx
+        .query("SELECT DISTINCT event_type FROM workflow_listens", &[])?
+        .into_iter()
+        .map(|r| r.string(0))
+        .collect::<Result<_>>()?;
+    if listened.is_empty() {
+        return Ok(());
+    }
+    let mut values = Vec::new();
+    for row in rows.chunks_exact(EVENT_COLUMNS) {
+        let Value::Text(kind) = &row[4] else { continue };
+        if !listened.contains(kind) || !keep(row) {
+            continue;
+        }
+        // id, contact, type, occurred_at, currency, amount, payload, queued_at
+        values.extend([
+            row[2].clone(),
+            row[0].clone(),
+            row[4].clone(),
+            row[1].clone(),
+            row[6].clone(),
+            row[7].clone(),
+            row[8].clone(),
+            Value::Time(now),
+        ]);
+    }
+    if !values.is_empty() {
+        insert_many(
+            tx,
+            "INSERT INTO automation_inbox (id, contact_id, type, occurred_at, currency, amount_minor, payload, queued_at)",
+            8,
+            &values,
+            "ON CONFLICT (id) DO NOTHING",
+        )?;
+    }
+    Ok(())
+}
+
+/// An inbox event.
+pub(crate) struct InboxEvent {
+    pub id: Uuid,
+    pub contact_id: Uuid,
+    pub kind: String,
+    pub occurred_at: Timestamp,
+    pub currency: Option<String>,
+    pub amount_minor: Option<i64>,
+    pub payload: Json,
+}
+
+/// Looks at up to `batch` inbox events, oldest first, and removes them.
+pub(super) fn drain(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<PassReport> {
+    let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let rows = tx.query(
+        &format!(
+            "SELECT id, contact_id, type, occurred_at, currency, amount_minor, payload FROM automation_inbox \
+             ORDER BY queued_at, id LIMIT {batch}{lock}"
+        ),
+        &[],
+    )?;
+    if rows.is_empty() {
+        return Ok(PassReport::default());
+    }
+    let events: Vec<InboxEvent> = rows
+        .into_iter()
+        .map(|r| {
+            Ok(InboxEvent {
+                id: r.uuid(0)?,
+                contact_id: r.uuid(1)?,
+                kind: r.string(2)?,
+                occurred_at: r.time(3)?,
+                currency: r.opt_string(4)?,
+                amount_minor: r.opt_i64(5)?,
+                payload: r.json(6)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let live = live_workflows(tx)?;
+    let now = store.now();
+    let mut specs = Specs::default();
+    let mut report = PassReport { events: events.len() as u64, ..Default::default() };
+    // Events of a contact that no longer exists have nothing to act on.
+    let keys: Vec<Value> = events.iter().map(|e| Value::Uuid(e.contact_id)).collect();
+    let existing: HashSet<Uuid> = select_in(tx, "SELECT id FROM contacts WHERE id IN ({in})", &[], &keys)?
+        .into_iter()
+        .map(|r| r.uuid(0))
+        .collect::<Result<_>>()?;
+    for ev in events.iter().filter(|e| existing.contains(&e.contact_id)) {
+        react_in_runs(tx, &mut specs, ev, now, &mut report)?;
+        for w in &live {
+            trigger(tx, store, w, ev, now, &mut report)?;
+        }
+    }
+    let ids: Vec<Value> = events.iter().map(|e| Value::Uuid(e.id)).collect();
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        tx.execute(&format!("DELETE FROM automation_inbox WHERE id IN ({})", list.join(", ")), chunk)?;
+    }
+    Ok(report)
+}
+
+/// What the event means for the contact's runs in flight: an awaited event ends the wait; an
+/// exit event, or an inbound touch while outreach is pending, ends the run.
+fn react_in_runs(tx: &mut dyn Tx, specs: &mut Specs, ev: &InboxEvent, now: Timestamp, report: &mut PassReport) -> Result<()> {
+    let runs = tx.query(
+        "SELECT id, workflow_id, version, status, waiting_for, started_at, cause, step FROM workflow_runs \
+         WHERE contact_id = $1 AND status IN ('ready', 'waiting') ORDER BY started_at, id",
+        &[ev.contact_id.into()],
+    )?;
+    for r in runs {
+        let (run_id, workflow_id, version) = (r.uuid(0)?, r.uuid(1)?, r.i64(2)?);
+        let waiting = r.string(3)? == "waiting";
+        let waiting_for = r.opt_string(4)?;
+        let started_at = r.time(5)?;
+        let started_by_this = r.json(6)?.get("event_id").and_then(Json::as_str) == Some(ev.id.to_string().as_str());
+        if started_by_this || ev.occurred_at < started_at {
+            continue;
+        }
+        let Some(spec) = specs.get(tx, workflow_id, version)? else { continue };
+        let when = ev.occurred_at.format("%Y-%m-%d %H:%M UTC");
+        if spec.exit_when.contains(&ev.kind) {
+            runs::end(tx, run_id, "exited", &format!("{} on {when}: the workflow ends on it", ev.kind), now)?;
+            report.runs_ended += 1;
+            continue;
+        }
+        if waiting && waiting_for.as_deref() == Some(ev.kind.as_str()) {
+            let step = r.opt_string(7)?.unwrap_or_default();
+            runs::wake(tx, run_id, &spec, &step, &format!("{} happened on {when}", ev.kind), now)?;
+            continue;
+        }
+        if waiting && INBOUND_TOUCH_TYPES.contains(&ev.kind.as_str()) && spec.has_outreach() {
+            runs::end(
+                tx,
+                run_id,
+                "exited",
+                &format!("they got in touch ({} on {when}), so the pending outreach was stopped", ev.kind),
+                now,
+            )?;
+            report.runs_ended += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a run of `w` if the event fires its trigger.
+fn trigger(tx: &mut dyn Tx, store: &Store, w: &Live, ev: &InboxEvent, now: Timestamp, report: &mut PassReport) -> Result<()> {
+    let base_cause =
+        || json!({"trigger": w.spec.trigger.kind(), "event_id": ev.id, "event_type": ev.kind, "occurred_at": ev.occurred_at});
+    let start = match &w.spec.trigger {
+        Trigger::Event(sel) if sel.event_type == ev.kind => {
+            if !sel.conditions.is_empty() {
+                let mut params = vec![Value::Uuid(ev.id)];
+                let cx = store.segment_context(tx, now)?;
+                let cond = segments::event_conditions(&cx, sel, &mut params)?;
+                drop(cx);
+                if !tx.exists(&format!("SELECT 1 FROM automation_inbox e WHERE e.id = $1 AND {cond}"), &params)? {
+                    return Ok(());
+                }
+            }
+            let mut cause = base_cause();
+            cause["payload"] = ev.payload.clone();
+            Some((format!("event:{}", ev.id), cause))
+        }
+        Trigger::SegmentEntered { segment } if ev.kind == "segment.entered" => segment_start(segment, ev, base_cause()),
+        Trigger::SegmentExited { segment } if ev.kind == "segment.exited" => segment_start(segment, ev, base_cause()),
+        Trigger::StageChanged { from, to } if ev.kind == "lifecycle.changed" => {
+            let stage = |k: &str| ev.payload.get(k).and_then(Json::as_str).and_then(LifecycleStage::parse);
+            let (was, is) = (stage("from"), stage("to"));
+            let fits = |want: &Option<LifecycleStage>, got: Option<LifecycleStage>| want.is_none() || *want == got;
+            if !fits(from, was) || !fits(to, is) {
+                return Ok(());
+            }
+            let mut cause = base_cause();
+            cause["from"] = json!(was.map(|s| s.as_str()));
+            cause["to"] = json!(is.map(|s| s.as_str()));
+            cause["reason"] = ev.payload.get("reason").cloned().unwrap_or(Json::Null);
+            Some((format!("stage:{}", ev.id), cause))
+        }
+        Trigger::Threshold(t) if t.metric.event_types().contains(&ev.kind.as_str()) => {
+            threshold_start(tx, store, t.metric, t.rule, ev, base_cause())?
+        }
+        Trigger::Inactivity { event_type, .. } if *event_type == ev.kind => {
+            report.rescheduled += schedule::reschedule_contacts(tx, store, &[ev.contact_id], Some(w.id))?;
+            None
+        }
+        Trigger::Date(d) if d.field == rapport_core::workflow::DateField::FirstOrder && ev.kind == "order.completed" => {
+            report.rescheduled += schedule::reschedule_contacts(tx, store, &[ev.contact_id], Some(w.id))?;
+            None
+        }
+        _ => None,
+    };
+    if let Some((occurrence, cause)) = start
+        && runs::start(tx, store, w, ev.contact_id, Start { occurrence, cause, at: now })?
+    {
+        report.runs_started += 1;
+    }
+    Ok(())
+}
+
+fn segment_start(segment: &str, ev: &InboxEvent, mut cause: Json) -> Option<(String, Json)> {
+    let name = ev.payload.get("segment").and_then(Json::as_str)?;
+    if name.trim().to_lowercase() != segment.trim().to_lowercase() {
+        return None;
+    }
+    cause["segment"] = json!(name);
+    cause["segment_id"] = ev.payload.get("segment_id").cloned().unwrap_or(Json::Null);
+    Some((format!("segment:{}", ev.id), cause))
+}
+
+/// Whether the event moved the metric across the threshold. The profile already counts every
+/// stored event, so the value just after this one is the profile's minus what the contact's
+/// later inbox events added.
+fn threshold_start(
+    tx: &mut dyn Tx,
+    store: &Store,
+    metric: Metric,
+    rule: ThresholdRule,
+    ev: &InboxEvent,
+    mut cause: Json,
+) -> Result<Option<(String, Json)>> {
+    let Some(p) = tx.query_opt(
+        "SELECT revenue_base_minor, order_count, visit_count FROM profiles WHERE contact_id = $1",
+        &[ev.contact_id.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let rules = &store.options().profile_rules;
+    let contribution = |kind: &str, currency: Option<&str>, minor: Option<i64>| -> f64 {
+        match (metric, kind) {
+            (Metric::OrderCount, "order.completed") | (Metric::VisitCount, "visit.checked_in") => 1.0,
+            (Metric::Revenue, "order.completed" | "order.refunded") => {
+                let base = currency
+                    .and_then(|c| Currency::parse(c).ok())
+                    .zip(minor)
+                    .and_then(|(c, m)| rules.to_base(&Money::new(c, m)))
+                    .unwrap_or(0);
+                let major = rules.base().to_major(base);
+                if kind == "order.refunded" { -major } else { major }
+            }
+            _ => 0.0,
+        }
+    };
+    let current = match metric {
+        Metric::Revenue => rules.base().to_major(p.i64(0)?),
+        Metric::OrderCount => p.i64(1)? as f64,
+        Metric::VisitCount => p.i64(2)? as f64,
+    };
+    // Later events of the contact still in the inbox (this batch's included).
+    let later = tx.query(
+        "SELECT type, currency, amount_minor FROM automation_inbox WHERE contact_id = $1 \
+         AND (queued_at, id) > (SELECT queued_at, id FROM automation_inbox WHERE id = $2)",
+        &[ev.contact_id.into(), ev.id.into()],
+    )?;
+    let mut after = current;
+    for r in later {
+        after -= contribution(&r.string(0)?, r.opt_string(1)?.as_deref(), r.opt_i64(2)?);
+    }
+    let before = after - contribution(&ev.kind, ev.currency.as_deref(), ev.amount_minor);
+    if !rule.fires(before, after) {
+        return Ok(None);
+    }
+    cause["metric"] = json!(metric.as_str());
+    cause["before"] = json!(before);
+    cause["after"] = json!(after);
+    let occurrence = match rule {
+        ThresholdRule::Crosses(v) => format!("threshold:{v}:{}", ev.id),
+        ThresholdRule::Every(n) => {
+            let level = (after / n).floor() * n;
+            cause["level"] = json!(level);
+            format!("threshold:level:{level}")
+        }
+    };
+    Ok(Some((occurrence, cause)))
+}
