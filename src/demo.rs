@@ -50,8 +50,12 @@ pub struct DemoSummary {
     pub stages: Vec<(String, usize)>,
     /// The segments created, with their member counts.
     pub segments: Vec<(String, i64)>,
-    /// Open tasks created for the team.
+    /// Open tasks created for the team (by hand and by the starter workflows).
     pub tasks: usize,
+    /// Starter workflows, all switched on.
+    pub workflows: usize,
+    /// Workflow runs started while seeding (this morning's enquiries).
+    pub runs: u64,
 }
 
 impl DemoSummary {
@@ -64,6 +68,11 @@ impl DemoSummary {
             thousands(self.events as u64),
             if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
         )
+    }
+
+    /// One line on automation, e.g. "Workflows: 6 switched on; 3 runs started this morning.".
+    pub fn workflows_line(&self) -> String {
+        format!("Workflows: {} switched on; {} runs started this morning.", self.workflows, self.runs)
     }
 
     /// One line on the segments, e.g. "Segments: VIPs drifting away 261, Birthdays this week 29, …".
@@ -112,6 +121,49 @@ const SEGMENTS: &[(&str, &str, &str)] = &[
         "The anniversary of their first purchase is within two weeks.",
         "first_order anniversary within next 14d",
     ),
+];
+
+/// The workflows a dealership starts with, all switched on: the greetings and reminders its
+/// team used to keep on paper.
+const STARTER_WORKFLOWS: &[&str] = &[
+    r#"{"name": "Birthday greeting",
+        "trigger": {"kind": "date", "field": "birthday", "at": "09:00"},
+        "steps": [{"action": "create_task", "title": "Call {{first_name}} to wish them a happy birthday", "due": "PT8H",
+                   "reason": "Birthday today"},
+                  {"action": "send_message", "channel": "email", "template": "birthday-greeting",
+                   "subject": "Happy birthday, {{first_name}}!"}]}"#,
+    r#"{"name": "One-year thank-you",
+        "trigger": {"kind": "date", "field": "first_order", "turns": 1, "at": "10:00"},
+        "steps": [{"action": "award_points", "points": 100, "coupon": "THANKYOU-1Y", "reason": "A year with Harbour & Pine"},
+                  {"action": "create_task", "title": "Thank {{first_name}}: a year since their first purchase", "due": "P2D"}]}"#,
+    r#"{"name": "Inactive customer win-back",
+        "trigger": {"kind": "inactivity", "type": "order.completed", "days": 180},
+        "conditions": "stage in (\"active\", \"loyal\", \"at_risk\")",
+        "steps": [{"action": "add_tag", "tag": "win-back"},
+                  {"action": "create_task", "title": "Win back {{first_name}}: nothing bought in six months", "due": "P3D"},
+                  {"wait": "P30D", "until_event": "order.completed"},
+                  {"action": "remove_tag", "tag": "win-back"}],
+        "exit_when": ["order.completed"]}"#,
+    r#"{"name": "Prospect call-back",
+        "trigger": {"kind": "event", "type": "form.submitted"},
+        "steps": [{"action": "create_task", "title": "Call {{first_name}} back about their enquiry", "due": "PT4H",
+                   "reason": "They filled in the form on the website"},
+                  {"wait": "P3D", "until_event": "call.logged"},
+                  {"if": "no call.logged in last 3d",
+                   "then": [{"action": "notify", "user": "david.okafor@harbourpine.example",
+                             "message": "{{display_name}} enquired three days ago and nobody has called yet"}]}],
+        "exit_when": ["order.completed"]}"#,
+    r#"{"name": "Feedback after the fifth visit",
+        "trigger": {"kind": "threshold", "metric": "visit_count", "every": 5},
+        "steps": [{"wait_until": {"at": "10:00"}},
+                  {"action": "send_message", "channel": "email", "template": "feedback-request",
+                   "subject": "How are we doing, {{first_name}}?"}],
+        "reentry": {"after": "P90D"}}"#,
+    r#"{"name": "VIP drifting: call",
+        "trigger": {"kind": "segment_entered", "segment": "VIPs drifting away"},
+        "steps": [{"action": "create_task", "title": "Call {{first_name}}: a VIP who has not been in for two months", "due": "P1D"},
+                  {"action": "notify", "user": "owner", "message": "{{display_name}} has not been in for two months"}],
+        "reentry": {"after": "P90D"}}"#,
 ];
 
 /// Contacts per `create_contacts` call: one transaction each.
@@ -266,7 +318,9 @@ pub async fn seed(
         segment_ids.push(s.id);
         segments.push((s.name, s.member_count));
     }
-    let tasks = seed_tasks(store, &team, &segment_ids).await?;
+    let mut tasks = seed_tasks(store, &team, &segment_ids).await?;
+    let (workflows, runs, workflow_tasks) = start_automation(store, &contact_ids).await?;
+    tasks += workflow_tasks;
 
     Ok(DemoSummary {
         users: STAFF.len(),
@@ -279,7 +333,44 @@ pub async fn seed(
         stages,
         segments,
         tasks,
+        workflows,
+        runs,
     })
+}
+
+/// Saves and switches on the [`STARTER_WORKFLOWS`], then lets this morning's website
+/// enquiries arrive so that the team finds their call-backs waiting. Returns the workflows,
+/// the runs started and the tasks they created.
+async fn start_automation(store: &Store, contact_ids: &[Uuid]) -> anyhow::Result<(usize, u64, usize)> {
+    for doc in STARTER_WORKFLOWS {
+        let doc: serde_json::Value = serde_json::from_str(doc).context("a starter workflow is not JSON")?;
+        let w = new(store.create_workflow(doc, None, None).await.context("saving a starter workflow")?)?;
+        store.set_workflow_enabled(w.id, true).await.with_context(|| format!("switching on {}", w.spec.name))?;
+    }
+    // Work out everyone's dates now rather than on the server's first minute.
+    store.automation_until_idle(10_000).await.context("scheduling the starter workflows")?;
+    let now = store.now();
+    let mut rng = Rng::with_seed(21);
+    let events: Vec<serde_json::Value> = (0..3)
+        .filter_map(|k| {
+            let c = contact_ids.get(rng.usize(0..contact_ids.len().max(1)))?;
+            let at = now - Duration::minutes(20 + 35 * k);
+            Some(json!({"type": "form.submitted", "contact": {"id": c}, "occurred_at": at, "channel": "web",
+                "payload": {"form": "test_drive", "category": "test drive"}}))
+        })
+        .collect();
+    let before = store
+        .list_tasks(rapport_store::TaskFilter::default(), PageRequest { limit: Some(500), cursor: None, sort: None })
+        .await?;
+    store
+        .ingest(rapport_core::event::IngestRequest { events, create_contact: false })
+        .await
+        .context("ingesting this morning's enquiries")?;
+    let report = store.automation_until_idle(1_000).await.context("running the starter workflows")?;
+    let after = store
+        .list_tasks(rapport_store::TaskFilter::default(), PageRequest { limit: Some(500), cursor: None, sort: None })
+        .await?;
+    Ok((STARTER_WORKFLOWS.len(), report.runs_started, after.data.len().saturating_sub(before.data.len())))
 }
 
 /// Open tasks the demo gives the team for the first members of one of its segments.
@@ -2973,6 +3064,8 @@ mod tests {
         assert!(count("Service regulars") > 0, "{:?}", summary.segments);
         assert!(count("Browsing, not buying") > 0, "{:?}", summary.segments);
         assert!(summary.tasks > 0, "the team has open tasks");
+        assert_eq!(summary.workflows, STARTER_WORKFLOWS.len());
+        assert!(summary.runs >= 3, "this morning's enquiries started call-backs: {}", summary.runs);
         // A second run refuses to pile onto existing data.
         assert!(seed(&store, 10, 1, &report).await.is_err());
     }

@@ -2,6 +2,7 @@
 //! seeds the demo, and benchmarks itself.
 
 mod bench;
+mod bench_automation;
 mod bench_ingest;
 mod bench_segments;
 mod config;
@@ -89,6 +90,10 @@ enum BenchCommand {
     /// 1M contacts and 20M events (SQLite unless --database-url says otherwise)
     #[command(long_about = bench_segments::LONG_ABOUT)]
     Segments(bench_segments::SegmentsArgs),
+    /// The automation engine on 1M contacts: scheduling a birthday workflow, the daily
+    /// date-trigger sweep, and event-to-run latency under ingest (SQLite, PostgreSQL or both)
+    #[command(long_about = bench_automation::LONG_ABOUT)]
+    Automation(bench_automation::AutomationArgs),
 }
 
 #[derive(Args)]
@@ -243,6 +248,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args, cli.database_url).await,
         Command::Bench(BenchCommand::Recommendations(args)) => bench::run_recommendations(args).await,
         Command::Bench(BenchCommand::Segments(args)) => bench_segments::run(args, cli.database_url).await,
+        Command::Bench(BenchCommand::Automation(args)) => bench_automation::run(args, cli.database_url).await,
     }
 }
 
@@ -464,6 +470,7 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         );
         eprintln!("{}", summary.events_line());
         eprintln!("{}", summary.segments_line());
+        eprintln!("{}", summary.workflows_line());
     } else {
         eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());
     }

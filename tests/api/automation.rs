@@ -395,8 +395,51 @@ both_backends! {
     }
 }
 
+/// Frequency caps count what was queued for real, so this needs a channel that can send.
+async fn caps_hold_back_the_third_email(backend: crate::Backend) {
+    let Some(mut app) = TestApp::spawn_tuned(backend, |o| {
+        o.automation.ready_channels = vec![rapport_core::workflow::MessageChannel::Email];
+        o.automation.quiet_hours = None;
+    })
+    .await
+    else {
+        return;
+    };
+    let ana = contact(&app, json!({"first_name": "Ana", "emails": [{"address": "ana@example.com"}]})).await;
+    let w = live(
+        &app,
+        json!({"name": "Offers", "trigger": {"kind": "manual"}, "reentry": "always",
+        "steps": [{"action": "send_message", "channel": "email", "template": "offer"}]}),
+    )
+    .await;
+    for day in 0..4 {
+        app.post(&format!("{WORKFLOWS}/{w}/start"), json!({"contact_id": ana})).await.expect(200);
+        settle(&app).await;
+        advance(&app, if day == 2 { "P7D" } else { "PT1H" }).await;
+    }
+    let view = automation(&app, &ana).await;
+    // Newest first: the 4th (a week after the first two), the 3rd (blocked: two already in the
+    // last 7 days), the 2nd and the 1st.
+    let outcomes: Vec<&str> =
+        view["runs"].as_array().unwrap().iter().map(|r| r["steps"][0]["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["queued", "blocked", "queued", "queued"], "{view}");
+    let blocked = &view["runs"][1]["steps"][0]["detail"];
+    assert!(blocked.as_str().unwrap().contains("frequency cap: 2 email marketing messages"), "{blocked}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_hold_back_the_third_email_sqlite() {
+    caps_hold_back_the_third_email(crate::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_hold_back_the_third_email_postgres() {
+    caps_hold_back_the_third_email(crate::Backend::Postgres).await;
+}
+
 /// Raw requests (headers, body) a tiny HTTP server on 127.0.0.1 received; it answers 200.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));

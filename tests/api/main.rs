@@ -77,6 +77,7 @@ macro_rules! both_backends {
 mod auth;
 mod automation;
 mod contacts;
+mod crash;
 mod events;
 mod ops;
 mod resources;
@@ -211,14 +212,26 @@ async fn open_store(url: DatabaseUrl, schema: Option<String>, clock: Arc<ManualC
 const PG_TEST_CONNECTIONS: u32 = 2;
 
 async fn open_store_with(url: DatabaseUrl, schema: Option<String>, clock: Arc<ManualClock>, pg_connections: u32) -> Store {
+    open_store_tuned(url, schema, clock, pg_connections, |_| {}).await
+}
+
+/// Opens a store whose options `tune` adjusts first.
+async fn open_store_tuned(
+    url: DatabaseUrl,
+    schema: Option<String>,
+    clock: Arc<ManualClock>,
+    pg_connections: u32,
+    tune: impl FnOnce(&mut StoreOptions) + Send + 'static,
+) -> Store {
     tokio::task::spawn_blocking(move || {
-        let options = StoreOptions {
+        let mut options = StoreOptions {
             pg_schema: schema,
             clock,
             pg_max_connections: pg_connections,
             sqlite_readers: 2,
             ..StoreOptions::default()
         };
+        tune(&mut options);
         Store::open(&url, options).unwrap_or_else(|e| panic!("cannot open the store {}: {e}", url.redacted()))
     })
     .await
@@ -237,6 +250,11 @@ fn new_client() -> reqwest::Client {
 impl TestApp {
     /// A fresh database and server. `None` when the backend is not available (skipped).
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_tuned(backend, |_| {}).await
+    }
+
+    /// As [`TestApp::spawn`], with store options that `tune` adjusts.
+    pub async fn spawn_tuned(backend: Backend, tune: impl FnOnce(&mut StoreOptions) + Send + 'static) -> Option<Self> {
         let clock = Arc::new(ManualClock::new(start_time()));
         let (url, pg_schema, dir) = match backend {
             Backend::Sqlite => {
@@ -250,7 +268,7 @@ impl TestApp {
                 (DatabaseUrl::Postgres(url), Some(schema), None)
             }
         };
-        let store = open_store(url.clone(), pg_schema.clone(), clock.clone()).await;
+        let store = open_store_tuned(url.clone(), pg_schema.clone(), clock.clone(), PG_TEST_CONNECTIONS, tune).await;
         let key = store
             .create_key("test admin".into(), Role::Admin, None, None, false)
             .await

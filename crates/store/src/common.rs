@@ -44,12 +44,13 @@ pub(crate) fn resolve_tags(tx: &mut dyn Tx, names: &[TagName], now: Timestamp) -
         let id = match tx.query_opt("SELECT id FROM tags WHERE name_key = $1", &[key.clone().into()])? {
             Some(r) => r.uuid(0)?,
             None => {
-                let id = new_id();
+                // Another transaction may be creating the same tag right now (two instances, or
+                // a workflow and a person): the insert then waits for it and yields to it.
                 tx.execute(
-                    "INSERT INTO tags (id, name, name_key, created_at) VALUES ($1, $2, $3, $4)",
-                    &[id.into(), name.as_str().into(), key.into(), now.into()],
+                    "INSERT INTO tags (id, name, name_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name_key) DO NOTHING",
+                    &[new_id().into(), name.as_str().into(), key.clone().into(), now.into()],
                 )?;
-                id
+                tx.query_one("SELECT id FROM tags WHERE name_key = $1", &[key.into()])?.uuid(0)?
             }
         };
         ids.push(id);

@@ -20,6 +20,7 @@ mod inbox;
 mod runs;
 mod schedule;
 mod simulate;
+mod stats;
 mod view;
 mod webhooks;
 
@@ -38,6 +39,7 @@ use crate::{Result, Store, StoreError};
 
 pub use runs::ManualStart;
 pub use simulate::{Simulation, SimulationSample};
+pub use stats::{WorkflowRunRow, WorkflowRunStats};
 pub use view::{ContactAutomation, NextStep, Notification, RunStepView, RunView, UpcomingItem};
 pub use webhooks::{PendingWebhook, WebhookDelivery, WebhookResult};
 

@@ -124,6 +124,19 @@ pub(super) fn next_after(trigger: &Trigger, anchor: Anchor, handled: Timestamp) 
 /// time-based workflow (or only `only`). Occurrences already handled stay handled; new rows
 /// start from now. Returns how many contacts it looked at.
 pub(super) fn reschedule_contacts(tx: &mut dyn Tx, store: &Store, ids: &[Uuid], only: Option<Uuid>) -> Result<u64> {
+    reschedule_since(tx, store, ids, only, &HashMap::new())
+}
+
+/// As [`reschedule_contacts`], with new rows starting from when each contact was marked
+/// (`since`): an occurrence between switching a workflow on and the engine getting to the
+/// contact still fires.
+fn reschedule_since(
+    tx: &mut dyn Tx,
+    store: &Store,
+    ids: &[Uuid],
+    only: Option<Uuid>,
+    since: &HashMap<Uuid, Timestamp>,
+) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -154,7 +167,8 @@ pub(super) fn reschedule_contacts(tx: &mut dyn Tx, store: &Store, ids: &[Uuid], 
         let mut sorted: Vec<_> = found.into_iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         for ((contact, subject), anchor) in sorted {
-            let done = handled.get(&(contact, subject.clone())).copied().unwrap_or(now);
+            let start = since.get(&contact).copied().map_or(now, |t| t.min(now));
+            let done = handled.get(&(contact, subject.clone())).copied().unwrap_or(start);
             let next = next_after(&w.spec.trigger, anchor, done);
             values.extend([
                 Value::Uuid(w.id),
@@ -180,15 +194,19 @@ pub(super) fn reschedule_contacts(tx: &mut dyn Tx, store: &Store, ids: &[Uuid], 
 /// Works out the schedules of up to `batch` marked contacts and clears their marks.
 pub(super) fn reschedule_dirty(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<PassReport> {
     let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-    let ids: Vec<Uuid> = tx
-        .query(&format!("SELECT contact_id FROM automation_dirty ORDER BY contact_id LIMIT {batch}{lock}"), &[])?
-        .into_iter()
-        .map(|r| r.uuid(0))
-        .collect::<Result<_>>()?;
+    let rows =
+        tx.query(&format!("SELECT contact_id, marked_at FROM automation_dirty ORDER BY contact_id LIMIT {batch}{lock}"), &[])?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut since = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id = r.uuid(0)?;
+        ids.push(id);
+        since.insert(id, r.time(1)?);
+    }
     if ids.is_empty() {
         return Ok(PassReport::default());
     }
-    let n = reschedule_contacts(tx, store, &ids, None)?;
+    let n = reschedule_since(tx, store, &ids, None, &since)?;
     let keys = ids_values(&ids);
     for chunk in keys.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();

@@ -171,12 +171,14 @@ impl Store {
         .await
     }
 
-    /// The earliest time a pending webhook delivery is due (for the manual clock's answer).
+    /// Whether a webhook call is due and free to be made (one another worker holds is under
+    /// way, or its worker died and the lease will free it).
     pub async fn webhooks_due(&self) -> Result<bool> {
         let now = self.now();
         self.read(move |tx| {
             tx.exists(
-                "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
                 &[now.into()],
             )
         })

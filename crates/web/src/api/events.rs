@@ -236,7 +236,10 @@ pub async fn move_clock(
     let mut segments = super::segments::bring_up_to_date(&s).await?;
     let mut automation = rapport_store::automation::PassReport::default();
     let mut pending = true;
-    for _ in 0..20 {
+    // Another worker (this instance's own, or another instance's) may hold some of the due
+    // rows: wait for it, up to a bound, rather than answer while work is under way.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
         let done = s.store.automation_until_idle(100).await?;
         crate::ops::deliver_due_webhooks(&s).await;
         let more = super::segments::bring_up_to_date(&s).await?;

@@ -1,0 +1,294 @@
+//! Crash safety of automation (issue #6): the real `rapport serve` binary is killed with
+//! SIGKILL at random moments while workflow runs are taking steps, and started again; in the
+//! end every run has done each of its steps exactly once — no task, tag or points entry lost
+//! or doubled, and every webhook call made (a call cut off by the kill may be made again, with
+//! the same `Idempotency-Key`). Then two instances on one PostgreSQL share the work.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rapport_core::ManualClock;
+use serde_json::{Value, json};
+
+use crate::automation::receiver;
+use crate::{Backend, TEST_WEBHOOK_SECRET, create_pg_schema, drop_pg_schema, in_ci, pg_connect, pg_url, send};
+
+const KEY: &str = "rk_crash_test_admin_key_0123456789";
+const PEOPLE: usize = 120;
+
+/// One `rapport serve` process.
+struct Proc {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Proc {
+    async fn start(dir: &std::path::Path, database_url: &str) -> Proc {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args(["serve", "--clock", "manual", "--clock-start", "2026-01-01T00:00:00Z", "--bind"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RAPPORT_DATABASE_URL", database_url)
+            .env("RAPPORT_BOOTSTRAP_KEY", KEY)
+            .env("RUST_LOG", "error")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start rapport serve");
+        let p = Proc {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        for _ in 0..400 {
+            if p.client.get(format!("{}/readyz", p.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("rapport serve did not become ready");
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> crate::Resp {
+        let mut r = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(KEY);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        send(r).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(r.status < 300, "POST {path}: {} {}", r.status, r.text);
+        r.json
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await.expect(200)
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database for the binary: a SQLite file, or a fresh PostgreSQL database (the binary works
+/// in the default schema). `None` when PostgreSQL is unavailable outside CI.
+fn database(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<String>)> {
+    match backend {
+        Backend::Sqlite => Some((format!("sqlite://{}", dir.join("crash.db").display()), None)),
+        Backend::Postgres => {
+            let mut admin = match pg_connect(&pg_url()) {
+                Ok(c) => c,
+                Err(e) if !in_ci() => {
+                    eprintln!("note: skipping the PostgreSQL crash test: {e}");
+                    return None;
+                }
+                Err(e) => panic!("PostgreSQL is unreachable and CI=true: {e}"),
+            };
+            let name = format!("crash_{}", uuid::Uuid::new_v4().simple());
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+            let base = pg_url();
+            let url = match base.rsplit_once('/') {
+                Some((head, _)) => format!("{head}/{name}"),
+                None => panic!("cannot place a database name in {base}"),
+            };
+            Some((url, Some(name)))
+        }
+    }
+}
+
+fn drop_database(name: &str) {
+    if let Ok(mut admin) = pg_connect(&pg_url()) {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+async fn kill_nine_at_random_moments(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let Some((url, pg_db)) = tokio::task::spawn_blocking(move || database(backend, &path)).await.unwrap() else { return };
+    let (hook, received) = receiver().await;
+    std::fs::write(
+        dir.path().join("rapport.toml"),
+        format!("[webhooks]\nallow_hosts = [\"127.0.0.1\"]\n[webhooks.secrets]\ntest = \"{TEST_WEBHOOK_SECRET}\"\n"),
+    )
+    .unwrap();
+
+    let mut server = Proc::start(dir.path(), &url).await;
+    let mut people = Vec::new();
+    for i in 0..PEOPLE {
+        let c = server
+            .post("/api/v1/contacts", json!({"first_name": format!("P{i}"), "birthday": "--01-02", "time_zone": "UTC"}))
+            .await;
+        people.push(c["id"].as_str().unwrap().to_string());
+    }
+    let w = server
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "Birthday", "trigger": {"kind": "date", "field": "birthday", "at": "09:00"},
+                "steps": [{"action": "create_task", "title": "Call {{first_name}}"},
+                          {"action": "award_points", "points": 10},
+                          {"action": "webhook", "url": hook, "secret_ref": "test"},
+                          {"wait": "PT12H"},
+                          {"action": "add_tag", "tag": "greeted"},
+                          {"action": "create_task", "title": "Did {{first_name}} answer?"}]}),
+        )
+        .await;
+    let id = w["id"].as_str().unwrap();
+    server.post(&format!("/api/v1/workflows/{id}/enable"), json!({})).await;
+
+    // Move time in steps across the birthday and the wait; kill the server while each move's
+    // work is under way, at a random moment, and start it again.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut kills = 0;
+    for step in ["2026-01-02T09:00:00Z", "2026-01-02T12:00:00Z", "2026-01-02T21:00:00Z", "2026-01-03T09:00:00Z"] {
+        for _ in 0..2 {
+            let base = server.base.clone();
+            let mover = tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let _ = c
+                    .post(format!("{base}/api/v1/admin/clock"))
+                    .bearer_auth(KEY)
+                    .json(&json!({"set": step}))
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await;
+            });
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..60))).await;
+            server.kill();
+            kills += 1;
+            let _ = mover.await;
+            server = Proc::start(dir.path(), &url).await;
+            // The restarted process's clock starts over: put it back where the move went.
+        }
+        let state = server.post("/api/v1/admin/clock", json!({"set": step})).await;
+        assert_eq!(state["pending"], false, "{state}");
+    }
+    let state = server.post("/api/v1/admin/clock", json!({"set": "2026-01-04T00:00:00Z"})).await;
+    assert_eq!(state["pending"], false, "{state}");
+
+    // Every person: one run, done, each step once.
+    for p in &people {
+        let view = server.get(&format!("/api/v1/contacts/{p}/automation")).await;
+        let runs = view["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{view}");
+        assert_eq!(runs[0]["status"], "done", "{view}");
+        let steps = runs[0]["steps"].as_array().unwrap();
+        let count =
+            |action: &str, outcome: &str| steps.iter().filter(|s| s["action"] == action && s["outcome"] == outcome).count();
+        assert_eq!(count("create_task", "done"), 2, "{view}");
+        assert_eq!(count("award_points", "done"), 1, "{view}");
+        assert_eq!(count("add_tag", "done"), 1, "{view}");
+        let tasks = server.get(&format!("/api/v1/tasks?contact_id={p}")).await;
+        assert_eq!(tasks["data"].as_array().unwrap().len(), 2, "{tasks}");
+        let c = server.get(&format!("/api/v1/contacts/{p}")).await;
+        assert_eq!(c["tags"], json!(["greeted"]));
+    }
+    // Every webhook call arrived; repeats carry the key of the first.
+    let got = received.lock().unwrap().clone();
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    for (head, _) in &got {
+        let key = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("idempotency-key")).map(|(_, v)| v.trim().to_string())
+            })
+            .expect("an Idempotency-Key");
+        *keys.entry(key).or_default() += 1;
+    }
+    assert_eq!(keys.len(), PEOPLE, "one key per run: {keys:?}");
+    let repeats: usize = keys.values().map(|n| n - 1).sum();
+    assert!(repeats <= kills, "at most one repeat per kill, got {repeats} repeats for {kills} kills");
+    server.kill();
+    if let Some(name) = pg_db {
+        tokio::task::spawn_blocking(move || drop_database(&name)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_loses_and_repeats_nothing_sqlite() {
+    kill_nine_at_random_moments(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_loses_and_repeats_nothing_postgres() {
+    kill_nine_at_random_moments(Backend::Postgres).await;
+}
+
+/// Two instances (two stores, each with its own automation worker) on one PostgreSQL schema,
+/// sharing one clock, working through the same due runs at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_work_without_doing_anything_twice() {
+    let url = pg_url();
+    let u = url.clone();
+    let Some(schema) = tokio::task::spawn_blocking(move || create_pg_schema(&u)).await.unwrap() else { return };
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc()));
+    let open = |c: Arc<ManualClock>| {
+        crate::open_store_with(rapport_store::DatabaseUrl::Postgres(url.clone()), Some(schema.clone()), c, 4)
+    };
+    let a = open(clock.clone()).await;
+    let b = open(clock.clone()).await;
+    let mut ids = Vec::new();
+    let drafts: Vec<rapport_core::contact::ContactDraft> = (0..300)
+        .map(|i| {
+            serde_json::from_value(json!({"first_name": format!("P{i}"), "birthday": "--01-02", "time_zone": "UTC"})).unwrap()
+        })
+        .collect();
+    ids.extend(a.create_contacts(drafts).await.unwrap());
+    let w = a
+        .create_workflow(
+            json!({"name": "Birthday", "trigger": {"kind": "date", "field": "birthday", "at": "09:00"},
+                "steps": [{"action": "create_task", "title": "Call {{first_name}}"}, {"action": "award_points", "points": 5},
+                          {"wait": "PT1H"}, {"action": "add_tag", "tag": "greeted"}]}),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let rapport_store::Created::New(w) = w else { panic!("a new workflow") };
+    a.set_workflow_enabled(w.id, true).await.unwrap();
+    for at in ["2026-01-01T00:00:00Z", "2026-01-02T09:00:00Z", "2026-01-02T10:00:00Z"] {
+        clock.set(chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc());
+        // Both instances at once, several rounds, as their workers would.
+        for _ in 0..3 {
+            let (ra, rb) = tokio::join!(a.automation_until_idle(100), b.automation_until_idle(100));
+            ra.unwrap();
+            rb.unwrap();
+        }
+        assert!(!a.automation_pending().await.unwrap());
+    }
+    let check = {
+        let url = url.clone();
+        let schema = schema.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pg_connect(&url).unwrap();
+            c.batch_execute(&format!("SET search_path TO {schema}")).unwrap();
+            let one = |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+            (
+                one(&mut c, "SELECT count(*) FROM workflow_runs WHERE status = 'done'"),
+                one(&mut c, "SELECT count(*) FROM tasks"),
+                one(&mut c, "SELECT count(*) FROM points_ledger"),
+                one(&mut c, "SELECT count(*) FROM contact_tags"),
+                one(&mut c, "SELECT count(*) FROM workflow_run_steps WHERE action = 'create_task'"),
+            )
+        })
+    };
+    let (runs, tasks, points, tags, task_steps) = check.await.unwrap();
+    assert_eq!((runs, tasks, points, tags, task_steps), (300, 300, 300, 300, 300));
+    drop((a, b));
+    tokio::task::spawn_blocking(move || drop_pg_schema(&pg_url(), &schema)).await.unwrap();
+}
