@@ -379,6 +379,49 @@ both_backends! {
             .expect_problem(422);
     }
 
+    async fn related_dates_custom_dates_and_local_waits(app) {
+        // A child turning 21 (their birthday is on the relation), a renewal date with an offset,
+        // and a wait until Monday 09:00 in the contact's time zone.
+        app.create("/api/v1/custom-fields", json!({"record_type": "contact", "key": "renewal", "kind": "date"})).await;
+        let ana = contact(app, json!({"first_name": "Ana", "time_zone": "Europe/Berlin",
+            "custom_fields": {"renewal": "2026-03-01"}})).await;
+        app.create("/api/v1/relations", json!({"contact_id": ana, "kind": "child", "related_name": "Mia",
+            "related_birthday": "2005-02-20"})).await;
+        app.create("/api/v1/relations", json!({"contact_id": ana, "kind": "child", "related_name": "Leo",
+            "related_birthday": "2010-02-20"})).await;
+        live(app, json!({"name": "First car", "trigger": {"kind": "date", "field": "birthday", "of_related": "child",
+                "turns": 21, "offset": "-P30D", "at": "10:00"},
+            "steps": [{"action": "create_task", "title": "Talk to {{first_name}} about a first car"}]})).await;
+        live(app, json!({"name": "Renewal call", "trigger": {"kind": "manual"},
+            "steps": [{"action": "create_task", "title": "Renewal: call {{first_name}}"}]})).await;
+        live(app, json!({"name": "Renewal", "trigger": {"kind": "date", "field": "custom.renewal", "repeat": "once",
+                "offset": "-P7D", "at": "09:00"},
+            "steps": [{"wait_until": {"weekday": "monday", "at": "09:00"}},
+                      {"action": "start_workflow", "workflow": "Renewal call"}]})).await;
+
+        // Mia turns 21 on 20 February 2026: 30 days before, 10:00 in Berlin (09:00 UTC).
+        set_clock(app, "2026-01-21T08:59:00Z").await;
+        assert!(tasks_of(app, &ana).await.is_empty());
+        set_clock(app, "2026-01-21T09:00:00Z").await;
+        let titles = |t: Vec<Value>| t.iter().map(|t| t["title"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(titles(tasks_of(app, &ana).await), ["Talk to Ana about a first car"]);
+        // Renewal on 1 March, 7 days before is Sunday 22 February 09:00 Berlin; the run then
+        // waits for Monday 09:00 Berlin (08:00 UTC) and starts the call workflow.
+        set_clock(app, "2026-02-22T08:00:00Z").await;
+        let run = automation(app, &ana).await["runs"].as_array().unwrap().iter().find(|r| r["workflow"] == "Renewal").cloned().unwrap();
+        assert_eq!((run["status"].as_str(), run["next"]["at"].as_str()), (Some("waiting"), Some("2026-02-23T08:00:00Z")), "{run}");
+        set_clock(app, "2026-02-23T08:00:00Z").await;
+        let mut got = titles(tasks_of(app, &ana).await);
+        got.sort();
+        assert_eq!(got, ["Renewal: call Ana", "Talk to Ana about a first car"]);
+        // Leo turns 21 in 2031, once; a one-off renewal does not come back next year.
+        set_clock(app, "2027-03-01T00:00:00Z").await;
+        assert_eq!(tasks_of(app, &ana).await.len(), 2);
+        let view = automation(app, &ana).await;
+        let scheduled: Vec<&str> = view["scheduled"].as_array().unwrap().iter().map(|s| s["workflow"].as_str().unwrap()).collect();
+        assert_eq!(scheduled, Vec::<&str>::new(), "Leo's is more than a year away: {view}");
+    }
+
     async fn a_switched_off_workflow_holds_its_runs(app) {
         let ana = contact(app, json!({"first_name": "Ana"})).await;
         let w = live(app, json!({"name": "Slow", "trigger": {"kind": "manual"},
