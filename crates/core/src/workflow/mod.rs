@@ -232,6 +232,18 @@ pub const SCHEDULE_MARK: &str = "*schedule";
 pub const INBOUND_TOUCH_TYPES: &[&str] =
     &["email.replied", "sms.received", "chat.message", "call.logged", "form.submitted", "support.requested", "feedback.given"];
 
+/// Whether an event of `kind` with `payload` is the person getting in touch: one of
+/// [`INBOUND_TOUCH_TYPES`], except an outbound chat message, or a call staff made that did not
+/// reach them (voicemail, no answer).
+pub fn is_inbound_touch(kind: &str, payload: &Value) -> bool {
+    let text = |k: &str| payload.get(k).and_then(Value::as_str);
+    match kind {
+        "chat.message" => text("direction") != Some("outbound"),
+        "call.logged" => text("direction") == Some("inbound") || text("outcome").is_none_or(|o| o == "connected"),
+        other => INBOUND_TOUCH_TYPES.contains(&other),
+    }
+}
+
 impl WorkflowSpec {
     /// The event types the engine must show this workflow when they happen: its trigger's, the
     /// types its waits wait for, and its exit types; plus [`SCHEDULE_MARK`] for time-based

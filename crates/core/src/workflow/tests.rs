@@ -1103,3 +1103,15 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+#[test]
+fn inbound_touches_are_the_person_getting_in_touch() {
+    use serde_json::json;
+    assert!(super::is_inbound_touch("email.replied", &json!({})));
+    assert!(super::is_inbound_touch("call.logged", &json!({"direction": "outbound", "outcome": "connected"})));
+    assert!(super::is_inbound_touch("call.logged", &json!({"direction": "inbound", "outcome": "voicemail"})));
+    assert!(!super::is_inbound_touch("call.logged", &json!({"direction": "outbound", "outcome": "voicemail"})));
+    assert!(super::is_inbound_touch("chat.message", &json!({"direction": "inbound"})));
+    assert!(!super::is_inbound_touch("chat.message", &json!({"direction": "outbound"})));
+    assert!(!super::is_inbound_touch("order.completed", &json!({})));
+}

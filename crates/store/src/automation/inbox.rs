@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use rapport_core::Timestamp;
 use rapport_core::money::{Currency, Money};
 use rapport_core::profile::LifecycleStage;
-use rapport_core::workflow::{INBOUND_TOUCH_TYPES, Metric, ThresholdRule, Trigger};
+use rapport_core::workflow::{Metric, ThresholdRule, Trigger, is_inbound_touch};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -153,7 +153,7 @@ fn react_in_runs(tx: &mut dyn Tx, specs: &mut Specs, ev: &InboxEvent, now: Times
             runs::wake(tx, run_id, &spec, &step, &format!("{} happened on {when}", ev.kind), now)?;
             continue;
         }
-        if waiting && INBOUND_TOUCH_TYPES.contains(&ev.kind.as_str()) && spec.has_outreach() {
+        if waiting && is_inbound_touch(&ev.kind, &ev.payload) && spec.has_outreach() {
             runs::end(
                 tx,
                 run_id,
