@@ -558,4 +558,128 @@ both_backends! {
         assert_eq!(b.get("/contacts/new").await.status, 403);
         assert_eq!(b.submit(&format!("/contacts/{id}/notes"), &[("body", "x")]).await.status, 403);
     }
+
+    async fn automation_on_the_contact_page_the_start_page_and_the_workflows_page(app) {
+        let manager = user(app, "manager@x.example", Role::Manager, true).await;
+        let member = user(app, "member@x.example", Role::Member, true).await;
+        // Ned has no email address (so the message is blocked) and a birthday in five days; the
+        // clock stands at 2026-01-15 09:00 UTC.
+        let ned = contact(app, json!({"first_name": "Ned", "last_name": "<b>Bold</b>", "birthday": "--01-20", "owner_id": manager})).await;
+        let follow = id_of(&app.create("/api/v1/workflows", json!({"name": "Follow <i>up</i>", "trigger": {"kind": "manual"},
+            "steps": [{"action": "send_message", "channel": "email", "template": "newsletter"},
+                      {"wait": "P2D", "until_event": "order.completed"},
+                      {"action": "create_task", "title": "Call <script>x</script> {{first_name}}"}]})).await);
+        let birthday = id_of(&app.create("/api/v1/workflows", json!({"name": "Birthday card",
+            "trigger": {"kind": "date", "field": "birthday", "offset": "P0D", "at": "09:00"},
+            "steps": [{"action": "create_task", "title": "Send {{first_name}} a card"}]})).await);
+        let tell = id_of(&app.create("/api/v1/workflows", json!({"name": "Tell the owner", "trigger": {"kind": "manual"},
+            "steps": [{"action": "notify", "user": "owner", "message": "{{first_name}} asked for <u>a call</u>"}]})).await);
+        let asleep = id_of(&app.create("/api/v1/workflows", json!({"name": "Not yet", "trigger": {"kind": "manual"},
+            "steps": [{"action": "add_tag", "tag": "x"}]})).await);
+        for w in [&follow, &birthday, &tell] {
+            app.post(&format!("/api/v1/workflows/{w}/enable"), json!({})).await.expect(200);
+        }
+        // Started by hand with the member's own key, so the run names them.
+        let key = app.create_key_for_user(&member.to_string()).await;
+        for w in [&follow, &tell] {
+            send(app.with_key(&key, Method::POST, &format!("/api/v1/workflows/{w}/start")).json(&json!({"contact_id": ned}))).await.expect(200);
+        }
+        app.post("/api/v1/admin/clock", json!({"advance": "PT0S"})).await.expect(200);
+
+        let mut b = Browser::signed_in(app, "manager@x.example").await;
+        let page = b.get(&format!("/contacts/{ned}")).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let text = unescape(&page.text);
+        assert!(page.text.contains("id=\"automation\""), "the card is there");
+        assert_eq!(page.text.matches("data-testid=\"run\"").count(), 2, "{}", page.text);
+        assert!(text.contains("Follow <i>up</i>") && !page.text.contains("<i>up</i>"), "the workflow's name, escaped");
+        assert!(!page.text.contains("<script>x</script>") && !page.text.contains("<b>Bold"), "nothing from the data is markup");
+        assert!(text.contains(">Waiting<") && text.contains(">Done<"), "status badges");
+        assert!(text.contains("started by hand by Eleanor Pine"), "why, with the person's name: {text}");
+        assert!(text.contains("create a task \"Call <script>x</script> {{first_name}}\" · <strong>17 Jan 2026, 09:00</strong>, or sooner if order.completed happens"), "what comes next and when: {text}");
+        assert!(page.text.contains("class=\"outcome bad\" data-testid=\"step-outcome\">Blocked<"), "a blocked step is marked");
+        assert!(text.contains("no email address to send to"), "and says why");
+        assert!(text.contains("Ended 15 Jan 2026, 09:00:</span> every step is done"), "an ended run's end: {text}");
+        assert!(text.contains("Birthday card</a> — 20 Jan 2026, 09:00"), "the scheduled trigger: {text}");
+
+        // The start page's "Coming up": the run's next step and the birthday, each linking to Ned.
+        let home = b.get("/").await;
+        let text = unescape(&home.text);
+        assert_eq!(home.text.matches("data-testid=\"coming-up-item\"").count(), 2, "{}", home.text);
+        assert!(home.text.contains(&format!("href=\"/contacts/{ned}#automation\"")));
+        assert!(text.contains("20 Jan 2026, 09:00") && text.contains("17 Jan 2026, 09:00") && text.contains("Send {{first_name}} a card"), "{text}");
+        assert!(!home.text.contains("<script>x") && !home.text.contains("<i>up</i>") && !home.text.contains("<b>Bold"));
+
+        // The notification of "Tell the owner" reached the manager, who owns Ned.
+        assert!(home.text.contains("data-testid=\"unread-count\""), "the header counts it");
+        assert!(text.contains("(unread: </span>1<"), "{text}");
+        let list = b.get("/notifications").await;
+        assert_eq!(list.status, 200);
+        assert_eq!(title_of(&list), "Notifications · Rapport");
+        assert!(unescape(&list.text).contains("Ned asked for <u>a call</u>") && !list.text.contains("<u>a call"), "escaped");
+        let nid = attr_after(&list.text, "action=\"/notifications/").expect("mark read form").split('/').next().unwrap().to_string();
+        assert_eq!(b.post(&format!("/notifications/{nid}/read"), &[]).await.status, 403, "the session token is needed");
+        let r = b.submit(&format!("/notifications/{nid}/read"), &[]).await;
+        assert_eq!((r.status, location(&r)), (303, "/notifications".to_string()));
+        let list = b.get("/notifications").await;
+        assert!(!list.text.contains("data-testid=\"unread-count\"") && !list.text.contains("data-testid=\"mark-read\""));
+        // Someone else's notification is not theirs to mark.
+        let mut other = Browser::signed_in(app, "member@x.example").await;
+        assert_eq!(other.submit(&format!("/notifications/{nid}/read"), &[]).await.status, 404);
+        assert!(other.get("/notifications").await.text.contains("id=\"no-notifications\""));
+
+        // The workflows page: every workflow, what starts it, on or off, and how busy.
+        let page = b.get("/workflows").await;
+        assert_eq!(page.status, 200);
+        assert_eq!(title_of(&page), "Workflows · Rapport");
+        assert!(page.text.contains("id=\"nav-workflows\" aria-current=\"page\""));
+        assert_eq!(page.text.matches("data-testid=\"workflow-row\"").count(), 4);
+        let text = unescape(&page.text);
+        assert!(text.contains("Follow <i>up</i>") && !page.text.contains("<i>up</i>"));
+        assert!(text.contains("On their birthday, every year, at 09:00 their time"), "{text}");
+        let row = text.split("data-testid=\"workflow-row\"").find(|r| r.contains("Follow <i>up</i>")).expect("the row").to_string();
+        assert!(row.contains(">On<") && row.contains("data-testid=\"workflow-started\">1<") && row.contains("data-testid=\"workflow-active\">1<"), "{row}");
+        assert_eq!(page.text.matches("data-testid=\"workflow-switch\"").count(), 4, "a manager may switch each");
+        let show = b.get(&format!("/workflows/{follow}")).await;
+        assert_eq!(show.status, 200);
+        assert_eq!(unescape(&title_of(&show)), "Follow <i>up</i> · Rapport");
+        assert!(show.text.contains("id=\"workflow-document\"") && show.text.contains("data-testid=\"run-row\""));
+        assert!(!show.text.contains("<script>x"), "the document is text");
+
+        // A member sees the same, read-only, and cannot switch by posting either.
+        let mine = other.get("/workflows").await;
+        assert_eq!(mine.status, 200);
+        assert!(!mine.text.contains("data-testid=\"workflow-switch\"") && mine.text.contains("Managers and admins switch workflows"));
+        assert!(!other.get(&format!("/workflows/{follow}")).await.text.contains("data-testid=\"workflow-switch\""));
+        let r = other.submit(&format!("/workflows/{follow}/disable"), &[]).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert_eq!(other.submit(&format!("/workflows/{asleep}/enable"), &[]).await.status, 403);
+        assert_eq!(app.get(&format!("/api/v1/workflows/{follow}")).await.expect(200)["enabled"], true);
+
+        // The manager switches it off (the session token needed), and on again.
+        assert_eq!(b.post(&format!("/workflows/{follow}/disable"), &[]).await.status, 403);
+        let r = b.submit(&format!("/workflows/{follow}/disable"), &[("return_to", "/workflows")]).await;
+        assert_eq!((r.status, location(&r)), (303, "/workflows".to_string()));
+        assert_eq!(app.get(&format!("/api/v1/workflows/{follow}")).await.expect(200)["enabled"], false);
+        let page = b.get("/workflows").await;
+        assert!(unescape(&page.text).contains("is off. Its runs in flight wait"), "{}", page.text);
+        // Ned's run now waits for it.
+        assert!(b.get(&format!("/contacts/{ned}")).await.text.contains("Paused: the workflow is off"));
+        let r = b.submit(&format!("/workflows/{asleep}/enable"), &[("return_to", "https://evil.example/")]).await;
+        assert_eq!((r.status, location(&r)), (303, "/workflows".to_string()));
+        assert_eq!(app.get(&format!("/api/v1/workflows/{asleep}")).await.expect(200)["enabled"], true);
+    }
+
+    async fn automation_pages_when_there_is_nothing_yet(app) {
+        user(app, "viewer@x.example", Role::Viewer, true).await;
+        let id = contact(app, json!({"first_name": "Ana"})).await;
+        let mut b = Browser::signed_in(app, "viewer@x.example").await;
+        let home = b.get("/").await;
+        assert!(home.text.contains("id=\"nothing-coming-up\"") && !home.text.contains("data-testid=\"unread-count\""));
+        assert!(b.get(&format!("/contacts/{id}")).await.text.contains("id=\"no-automation\""));
+        assert!(b.get("/workflows").await.text.contains("id=\"no-workflows\""));
+        assert!(b.get("/notifications").await.text.contains("id=\"no-notifications\""));
+        assert_eq!(b.get("/workflows/00000000-0000-0000-0000-000000000000").await.status, 404);
+        assert_eq!(b.get("/workflows/nonsense").await.status, 404);
+    }
 }

@@ -742,6 +742,12 @@ async fn tour_of_the_main_pages_on_the_demo_business() {
     assert_eq!(b.title().await, "Segments · Rapport");
     b.screenshot("segments").await;
 
+    // The demo's starter workflows, on, with the runs they started this morning.
+    b.go("/workflows").await;
+    assert_eq!(b.title().await, "Workflows · Rapport");
+    assert!(!b.texts("[data-testid=workflow-row]").await.is_empty(), "the starter workflows are listed");
+    assert!(b.exists("[data-testid=workflow-switch]").await, "the owner may switch them");
+
     // The same contact on a phone: one column, nothing cut off sideways.
     b.resize(PHONE).await;
     b.go(&contact).await;
@@ -749,6 +755,11 @@ async fn tour_of_the_main_pages_on_the_demo_business() {
     let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;", vec![]).await;
     assert_eq!(overflow, json!(0), "the page fits the phone's width");
     b.screenshot("contact-phone").await;
+    for path in ["/", "/workflows"] {
+        b.go(path).await;
+        let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;", vec![]).await;
+        assert_eq!(overflow, json!(0), "{path} fits the phone's width");
+    }
 
     finish(app, driver, b).await;
 }

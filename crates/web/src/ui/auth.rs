@@ -202,9 +202,17 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
         });
     }
 
-    let flash =
-        if req.method() == Method::GET && !req.uri().path().starts_with("/ui/") { read_flash(req.headers()) } else { None };
+    let page = req.method() == Method::GET && !req.uri().path().starts_with("/ui/");
+    let flash = if page { read_flash(req.headers()) } else { None };
     let had_flash = flash.is_some();
+    let unread = if page {
+        match state.store.unread_notification_count(session.user.id, super::UNREAD_CAP).await {
+            Ok(n) => n,
+            Err(e) => return UiError::from(e).into_response(),
+        }
+    } else {
+        0
+    };
     let (parts, body) = req.into_parts();
     let mut req = if parts.method == Method::POST {
         if !same_origin(&parts.headers) {
@@ -227,7 +235,7 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
     } else {
         Request::from_parts(parts, body)
     };
-    req.extensions_mut().insert(Signed { user: session.user, csrf: session.csrf_token, flash });
+    req.extensions_mut().insert(Signed { user: session.user, csrf: session.csrf_token, flash, unread });
     let mut res = next.run(req).await;
     if had_flash {
         append_cookie(&mut res, set_cookie(FLASH_COOKIE, "", Some(0), false));

@@ -15,6 +15,7 @@ use rapport_core::{FieldError, ValidationErrors};
 use rapport_store::{ContactFilter, PageRequest, StoreError, TagFilter, TaskFilter};
 use uuid::Uuid;
 
+use super::automation::{AutomationCard, contact_card};
 use super::contact_form::{self, ContactForm};
 use super::form::{FormData, QueryData, query_string};
 use super::format::{ago, clip, date, datetime, label, money, thousands, tier};
@@ -516,6 +517,7 @@ struct ShowPage {
     tasks: Vec<TaskRow>,
     /// Where marking one of `tasks` done comes back to.
     tasks_return: String,
+    automation: AutomationCard,
     events: Vec<EventLine>,
     more_url: Option<String>,
     custom: Vec<Fact>,
@@ -698,11 +700,13 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         [c.title.clone(), o.companies.first().map(|l| l.name.clone())].into_iter().flatten().collect::<Vec<_>>().join(" · ");
 
     let tasks = open_tasks(&s.store, TaskFilter { contact_id: Some(id), ..Default::default() }, 20, false).await?;
+    let automation = contact_card(&s.store, id).await?;
     render(&ShowPage {
         shell: signed.shell("contacts"),
         id,
         tasks,
         tasks_return: format!("/contacts/{id}#tasks"),
+        automation,
         name: c.display_name.clone(),
         subtitle,
         tags: c.tags.clone(),

@@ -6,12 +6,16 @@ use axum::response::Response;
 use rapport_core::profile::LifecycleStage;
 use rapport_store::TaskFilter;
 
+use super::automation::{ComingUpRow, coming_up};
 use super::charts::BarChart;
 use super::form::query_string;
 use super::format::{ago, label, thousands, tier};
 use super::tasks::{TaskRow, open_tasks};
 use super::{Shell, Signed, UiError, render};
 use crate::AppState;
+
+/// How far ahead "Coming up" looks.
+const COMING_UP_DAYS: u32 = 7;
 
 pub struct Tile {
     pub label: &'static str,
@@ -38,6 +42,7 @@ struct DashboardPage {
     tiers: BarChart,
     recent: Vec<RecentRow>,
     tasks: Vec<TaskRow>,
+    coming_up: Vec<ComingUpRow>,
 }
 
 fn filter_link(filter: &str) -> String {
@@ -103,6 +108,7 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
         .collect();
     let mine = TaskFilter { assignee_id: Some(signed.user.id), ..Default::default() };
     let tasks = open_tasks(&s.store, mine, 10, true).await?;
+    let coming_up = coming_up(&s.store, COMING_UP_DAYS, 20).await?;
     render(&DashboardPage {
         shell: signed.shell("today"),
         first_name: signed.user.name.split_whitespace().next().unwrap_or("").to_string(),
@@ -111,5 +117,6 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
         tiers,
         recent,
         tasks,
+        coming_up,
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod auth;
+mod automation;
 mod charts;
 mod companies;
 mod contact_form;
@@ -15,11 +16,13 @@ mod dashboard;
 mod form;
 mod format;
 mod markdown;
+mod notifications;
 mod search;
 mod segments;
 mod tasks;
 mod timeline;
 mod views;
+mod workflows;
 
 use askama::Template;
 use axum::Router;
@@ -61,6 +64,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/segments/new", get(segments::new_form))
         .route("/segments/{id}", get(segments::show))
         .route("/ui/segments/preview", get(segments::preview))
+        .route("/workflows", get(workflows::list))
+        .route("/workflows/{id}", get(workflows::show))
+        .route("/workflows/{id}/enable", post(workflows::enable))
+        .route("/workflows/{id}/disable", post(workflows::disable))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{id}/read", post(notifications::mark_read))
         .route_layer(middleware::from_fn_with_state(state, auth::require_session));
     public.merge(private).layer(middleware::from_fn(page_headers))
 }
@@ -98,7 +107,12 @@ pub struct Signed {
     pub csrf: String,
     /// A one-time message from the previous request ("Contact saved").
     pub flash: Option<String>,
+    /// Unread notifications, up to [`UNREAD_CAP`]; counted for pages only (0 for forms and JSON).
+    pub unread: i64,
 }
+
+/// The header counts unread notifications no further than this ("99+").
+pub const UNREAD_CAP: u32 = 100;
 
 impl<S: Send + Sync> FromRequestParts<S> for Signed {
     type Rejection = UiError;
@@ -118,8 +132,30 @@ impl Signed {
             nav,
             flash: self.flash.clone(),
             can_write: self.user.role.can_write_records(),
+            unread: match self.unread {
+                0 => String::new(),
+                n if n >= i64::from(UNREAD_CAP) => format!("{}+", UNREAD_CAP - 1),
+                n => n.to_string(),
+            },
             css: assets::css_url(),
             js: assets::js_url(),
+        }
+    }
+
+    /// Workflows act on customers: managers and admins switch them on and off.
+    pub fn can_manage_automation(&self) -> bool {
+        self.user.role.can_manage_catalogue()
+    }
+
+    /// Refuses members and viewers.
+    pub fn require_manage_automation(&self) -> Result<(), UiError> {
+        if self.can_manage_automation() {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden(format!(
+                "Your role ({}) cannot switch workflows on or off: they act on customers. Ask a manager or an admin.",
+                self.user.role.as_str()
+            )))
         }
     }
 
@@ -141,10 +177,13 @@ pub struct Shell {
     pub user_name: String,
     pub user_email: String,
     pub csrf: String,
-    /// Which navigation entry is current: `today`, `contacts`, `companies`, `segments`, or "".
+    /// Which navigation entry is current: `today`, `contacts`, `companies`, `segments`,
+    /// `workflows`, `notifications`, or "".
     pub nav: &'static str,
     pub flash: Option<String>,
     pub can_write: bool,
+    /// Unread notifications as the header shows them (`3`, `99+`), empty when there are none.
+    pub unread: String,
     pub css: &'static str,
     pub js: &'static str,
 }
