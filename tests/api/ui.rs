@@ -596,7 +596,7 @@ both_backends! {
         assert!(!page.text.contains("<script>x</script>") && !page.text.contains("<b>Bold"), "nothing from the data is markup");
         assert!(text.contains(">Waiting<") && text.contains(">Done<"), "status badges");
         assert!(text.contains("started by hand by Eleanor Pine"), "why, with the person's name: {text}");
-        assert!(text.contains("create a task \"Call <script>x</script> {{first_name}}\" · <strong>17 Jan 2026, 09:00</strong>, or sooner if order.completed happens"), "what comes next and when: {text}");
+        assert!(text.contains("create a task \"Call <script>x</script> Ned\" · <strong>17 Jan 2026, 09:00</strong>, or sooner if order.completed happens"), "what comes next and when, with the person's name filled in: {text}");
         assert!(page.text.contains("class=\"outcome bad\" data-testid=\"step-outcome\">Blocked<"), "a blocked step is marked");
         assert!(text.contains("no email address to send to"), "and says why");
         assert!(text.contains("Ended 15 Jan 2026, 09:00:</span> every step is done"), "an ended run's end: {text}");
@@ -607,7 +607,7 @@ both_backends! {
         let text = unescape(&home.text);
         assert_eq!(home.text.matches("data-testid=\"coming-up-item\"").count(), 2, "{}", home.text);
         assert!(home.text.contains(&format!("href=\"/contacts/{ned}#automation\"")));
-        assert!(text.contains("20 Jan 2026, 09:00") && text.contains("17 Jan 2026, 09:00") && text.contains("Send {{first_name}} a card"), "{text}");
+        assert!(text.contains("20 Jan 2026, 09:00") && text.contains("17 Jan 2026, 09:00") && text.contains("Send Ned a card"), "{text}");
         assert!(!home.text.contains("<script>x") && !home.text.contains("<i>up</i>") && !home.text.contains("<b>Bold"));
 
         // The notification of "Tell the owner" reached the manager, who owns Ned.

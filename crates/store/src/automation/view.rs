@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::Timestamp;
-use rapport_core::workflow::{Action, Step, StepPath, Wait, WorkflowSpec};
+use rapport_core::workflow::{Action, Step, StepPath, Template, Wait, WorkflowSpec};
 use serde::Serialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -86,18 +86,52 @@ pub struct UpcomingItem {
     pub run_id: Option<Uuid>,
 }
 
-/// A step in words: `create_task "Call {{first_name}}"`, `wait P2D`.
+/// Whom a step is described for: their names fill in the placeholders of task titles and
+/// notifications ("Call Ana for her birthday" rather than "Call {{first_name}} …").
+pub(crate) struct Person {
+    pub display_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+impl Person {
+    /// The template with this person's names, or as written when it needs more than names
+    /// (an event's details, the owner), which only the run itself knows.
+    fn fill(&self, t: &Template) -> String {
+        let names_only = t.placeholders().all(|p| matches!(p, "first_name" | "last_name" | "display_name"));
+        if !names_only {
+            return t.as_str().to_string();
+        }
+        t.render(&|name| match name {
+            "first_name" => self.first_name.clone(),
+            "last_name" => self.last_name.clone(),
+            "display_name" => Some(self.display_name.clone()),
+            _ => None,
+        })
+    }
+}
+
+/// A step in words: `create a task "Call {{first_name}}"`, `wait P2D`.
 pub(crate) fn describe_step(step: &Step) -> String {
+    describe_step_for(step, None)
+}
+
+/// A step in words, with `who`'s names filled in.
+pub(crate) fn describe_step_for(step: &Step, who: Option<&Person>) -> String {
+    let text = |t: &Template| match who {
+        Some(p) => p.fill(t),
+        None => t.as_str().to_string(),
+    };
     match step {
         Step::Action(a) => match a {
-            Action::CreateTask(t) => format!("create a task \"{}\"", t.title.as_str()),
+            Action::CreateTask(t) => format!("create a task \"{}\"", text(&t.title)),
             Action::SendMessage(m) => format!("send {} \"{}\"", m.channel.as_str(), m.template),
             Action::SetStage { stage } => format!("set the stage to {}", stage.as_str()),
             Action::AddTag { tag } => format!("tag {tag}"),
             Action::RemoveTag { tag } => format!("remove the tag {tag}"),
             Action::SetField(f) => format!("set {} to {}", f.field, f.value),
             Action::AwardPoints(p) => format!("award {} points", p.points),
-            Action::Notify(n) => format!("notify: {}", n.message.as_str()),
+            Action::Notify(n) => format!("notify: {}", text(&n.message)),
             Action::Webhook(h) => format!("call {}", h.url),
             Action::StartWorkflow { workflow } => format!("start \"{workflow}\""),
         },
@@ -120,23 +154,31 @@ fn next_step(
     step: Option<&str>,
     due: Option<Timestamp>,
     waiting_for: Option<String>,
+    who: &Person,
 ) -> Option<NextStep> {
     let path: StepPath = step?.parse().ok()?;
     let (path, or_when) = if status == "waiting" { (spec.next(&path)?, waiting_for) } else { (path, None) };
     let s = spec.step(&path)?;
-    Some(NextStep { step: path.to_string(), what: describe_step(s), at: due, or_when })
+    Some(NextStep { step: path.to_string(), what: describe_step_for(s, Some(who)), at: due, or_when })
 }
 
 const RUN_SELECT: &str = "SELECT r.id, r.workflow_id, w.name, r.version, r.status, r.cause, r.started_at, r.ended_at, \
-     r.end_reason, r.step, r.due_at, r.waiting_for FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id";
+     r.end_reason, r.step, r.due_at, r.waiting_for, r.contact_id, c.display_name, c.first_name, c.last_name \
+     FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id JOIN contacts c ON c.id = r.contact_id";
+
+/// The run's contact from a [`RUN_SELECT`] row.
+fn run_person(r: &Row) -> Result<(Uuid, Person)> {
+    Ok((r.uuid(12)?, Person { display_name: r.string(13)?, first_name: r.opt_string(14)?, last_name: r.opt_string(15)? }))
+}
 
 fn run_view(tx: &mut dyn Tx, specs: &mut Specs, r: Row) -> Result<RunView> {
+    let (_, who) = run_person(&r)?;
     let id = r.uuid(0)?;
     let (workflow_id, version) = (r.uuid(1)?, r.i64(3)?);
     let status = r.string(4)?;
     let cause = r.json(5)?;
     let next = match specs.get(tx, workflow_id, version)? {
-        Some(spec) => next_step(&spec, &status, r.opt_string(9)?.as_deref(), r.opt_time(10)?, r.opt_string(11)?),
+        Some(spec) => next_step(&spec, &status, r.opt_string(9)?.as_deref(), r.opt_time(10)?, r.opt_string(11)?, &who),
         None => None,
     };
     let steps = tx
@@ -171,7 +213,8 @@ fn run_view(tx: &mut dyn Tx, specs: &mut Specs, r: Row) -> Result<RunView> {
 /// Scheduled triggers (`contact` for one person), soonest first, up to `until`.
 fn scheduled(tx: &mut dyn Tx, contact: Option<Uuid>, until: Timestamp, limit: usize) -> Result<Vec<UpcomingItem>> {
     let mut params: Vec<crate::value::Value> = vec![until.into()];
-    let mut sql = "SELECT s.next_at, s.workflow_id, w.name, s.contact_id, c.display_name, v.spec FROM workflow_schedules s \
+    let mut sql = "SELECT s.next_at, s.workflow_id, w.name, s.contact_id, c.display_name, v.spec, c.first_name, c.last_name \
+                   FROM workflow_schedules s \
                    JOIN workflows w ON w.id = s.workflow_id JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version \
                    JOIN contacts c ON c.id = s.contact_id WHERE s.next_at IS NOT NULL AND s.next_at <= $1"
         .to_string();
@@ -183,9 +226,10 @@ fn scheduled(tx: &mut dyn Tx, contact: Option<Uuid>, until: Timestamp, limit: us
     tx.query(&sql, &params)?
         .into_iter()
         .map(|r| {
+            let who = Person { display_name: r.string(4)?, first_name: r.opt_string(6)?, last_name: r.opt_string(7)? };
             let first = rapport_core::workflow::WorkflowSpec::parse(r.json(5)?)
                 .ok()
-                .and_then(|s| s.steps.first().map(describe_step))
+                .and_then(|s| s.steps.first().map(|step| describe_step_for(step, Some(&who))))
                 .unwrap_or_default();
             Ok(UpcomingItem {
                 at: r.time(0)?,
@@ -235,21 +279,16 @@ impl Store {
             let mut specs = Specs::default();
             let mut out = Vec::new();
             for r in rows {
-                let contact = r.uuid(0)?;
+                let (contact_id, who) = run_person(&r)?;
                 let view = run_view(tx, &mut specs, r)?;
                 let Some(next) = view.next else { continue };
-                let who = tx.query_opt(
-                    "SELECT c.id, c.display_name FROM workflow_runs r JOIN contacts c ON c.id = r.contact_id WHERE r.id = $1",
-                    &[contact.into()],
-                )?;
-                let Some(who) = who else { continue };
                 out.push(UpcomingItem {
                     at: next.at.unwrap_or(now),
                     kind: "run",
                     workflow_id: view.workflow_id,
                     workflow: view.workflow,
-                    contact_id: who.uuid(0)?,
-                    contact_name: who.string(1)?,
+                    contact_id,
+                    contact_name: who.display_name,
                     what: next.what,
                     run_id: Some(view.id),
                 });
