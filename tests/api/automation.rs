@@ -235,6 +235,8 @@ both_backends! {
         settle(app).await;
         let view = automation(app, &ana).await;
         assert_eq!(runs(&view, "Every second order"), 1, "{view}");
+        let points = app.get(&format!("/api/v1/contacts/{ana}/points")).await.expect(200);
+        assert_eq!((points["balance"].as_i64(), points["entries"][0]["coupon"].as_str()), (Some(50), Some("THANKS10")), "{points}");
         assert_eq!(runs(&view, "Big spender"), 1, "{view}");
         assert_eq!(runs(&view, "Spender call"), 1, "the tag put her in the segment: {view}");
         assert_eq!(tasks_of(app, &ana).await[0]["title"], "Thank Ana");

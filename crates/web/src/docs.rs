@@ -35,7 +35,7 @@ use crate::api::{
         segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
         tasks::list, tasks::create, tasks::read, tasks::update, tasks::remove,
         workflows::list, workflows::create, workflows::read, workflows::update, workflows::remove, workflows::enable, workflows::disable,
-        automation::contact_automation, automation::upcoming, automation::start, automation::simulate, automation::notifications,
+        automation::contact_automation, automation::points, automation::upcoming, automation::start, automation::simulate, automation::notifications,
         automation::read_notification, automation::deliveries,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),

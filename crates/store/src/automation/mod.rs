@@ -40,7 +40,7 @@ use crate::{Result, Store, StoreError};
 pub use runs::ManualStart;
 pub use simulate::{Simulation, SimulationSample};
 pub use stats::{WorkflowRunRow, WorkflowRunStats};
-pub use view::{ContactAutomation, NextStep, Notification, RunStepView, RunView, UpcomingItem};
+pub use view::{ContactAutomation, NextStep, Notification, PointsAccount, PointsEntry, RunStepView, RunView, UpcomingItem};
 pub use webhooks::{PendingWebhook, WebhookDelivery, WebhookResult};
 
 /// How many inbox events, schedules or runs one transaction of a pass handles.

@@ -361,3 +361,60 @@ impl Store {
         .await
     }
 }
+
+/// A contact's loyalty points: the balance and the ledger, newest first.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointsAccount {
+    pub contact_id: Uuid,
+    pub balance: i64,
+    pub entries: Vec<PointsEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointsEntry {
+    pub id: Uuid,
+    pub points: i64,
+    pub reason: Option<String>,
+    pub coupon: Option<String>,
+    /// The workflow run that awarded them.
+    pub run_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// A contact's points balance and their latest 100 ledger entries.
+    pub async fn points_account(&self, contact_id: Uuid) -> Result<PointsAccount> {
+        self.read(move |tx| {
+            crate::common::check_exists(tx, "contacts", contact_id, "contact_id", "contact")
+                .map_err(|_| crate::StoreError::not_found("contact", contact_id))?;
+            let balance = tx
+                .query_one(
+                    "SELECT CAST(coalesce(sum(points), 0) AS BIGINT) FROM points_ledger WHERE contact_id = $1",
+                    &[contact_id.into()],
+                )?
+                .i64(0)?;
+            let entries = tx
+                .query(
+                    "SELECT id, points, reason, coupon, run_id, created_at FROM points_ledger WHERE contact_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT 100",
+                    &[contact_id.into()],
+                )?
+                .into_iter()
+                .map(|r| {
+                    Ok(PointsEntry {
+                        id: r.uuid(0)?,
+                        points: r.i64(1)?,
+                        reason: r.opt_string(2)?,
+                        coupon: r.opt_string(3)?,
+                        run_id: r.opt_uuid(4)?,
+                        created_at: r.time(5)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(PointsAccount { contact_id, balance, entries })
+        })
+        .await
+    }
+}

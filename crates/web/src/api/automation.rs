@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use rapport_store::automation::{ContactAutomation, ManualStart, Notification, Simulation, UpcomingItem, WebhookDelivery};
+use rapport_store::automation::{
+    ContactAutomation, ManualStart, Notification, PointsAccount, Simulation, UpcomingItem, WebhookDelivery,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -18,6 +20,7 @@ use crate::extract::{JsonBody, Params, parse_id};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/contacts/{id}/automation", get(contact_automation))
+        .route("/contacts/{id}/points", get(points))
         .route("/automation/upcoming", get(upcoming))
         .route("/workflows/{id}/start", post(start))
         .route("/workflows/{id}/simulate", post(simulate))
@@ -39,6 +42,16 @@ pub async fn contact_automation(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ContactAutomation>> {
     Ok(Json(s.store.contact_automation(parse_id(&id, "contact")?).await?))
+}
+
+/// A contact's points
+///
+/// The balance and the latest 100 entries of the points ledger (`award_points` steps), with the
+/// coupon handed out and the run that awarded them.
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/points", tag = "automation", params(("id" = Uuid, Path)),
+    responses((status = 200, body = PointsAccount), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn points(State(s): State<AppState>, _c: Caller, Path(id): Path<String>) -> ApiResult<Json<PointsAccount>> {
+    Ok(Json(s.store.points_account(parse_id(&id, "contact")?).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
