@@ -123,6 +123,10 @@ async fn contact(app: &TestApp, body: Value) -> String {
     id_of(&app.create("/api/v1/contacts", body).await)
 }
 
+async fn runs_of(app: &TestApp, contact: &str) -> usize {
+    app.get(&format!("/api/v1/contacts/{contact}/automation")).await.expect(200)["runs"].as_array().map_or(0, Vec::len)
+}
+
 both_backends! {
     async fn signed_out_pages_send_the_browser_to_sign_in(app) {
         let mut b = Browser::new(app);
@@ -668,6 +672,129 @@ both_backends! {
         let r = b.submit(&format!("/workflows/{asleep}/enable"), &[("return_to", "https://evil.example/")]).await;
         assert_eq!((r.status, location(&r)), (303, "/workflows".to_string()));
         assert_eq!(app.get(&format!("/api/v1/workflows/{asleep}")).await.expect(200)["enabled"], true);
+    }
+
+    async fn starting_a_workflow_by_hand_from_the_contact_page(app) {
+        user(app, "member@x.example", Role::Member, true).await;
+        user(app, "viewer@x.example", Role::Viewer, true).await;
+        let ana = contact(app, json!({"first_name": "Ana", "last_name": "Santos"})).await;
+        // "Call back" waits two days, so Ana is still in it when someone tries again.
+        let call = id_of(&app.create("/api/v1/workflows", json!({"name": "Call back", "trigger": {"kind": "manual"},
+            "steps": [{"wait": "P2D"}, {"action": "create_task", "title": "Call {{first_name}}"}]})).await);
+        let welcome = id_of(&app.create("/api/v1/workflows", json!({"name": "A welcome", "trigger": {"kind": "event", "type": "order.completed"},
+            "steps": [{"action": "add_tag", "tag": "customer"}]})).await);
+        let asleep = id_of(&app.create("/api/v1/workflows", json!({"name": "Asleep", "trigger": {"kind": "manual"},
+            "steps": [{"action": "add_tag", "tag": "x"}]})).await);
+        for w in [&call, &welcome] {
+            app.post(&format!("/api/v1/workflows/{w}/enable"), json!({})).await.expect(200);
+        }
+
+        let mut b = Browser::signed_in(app, "member@x.example").await;
+        let page = b.get(&format!("/contacts/{ana}")).await;
+        assert!(page.text.contains("id=\"start-workflow-form\""), "{}", page.text);
+        // Switched-on workflows only, the manual ones first (even when another sorts before them).
+        let (at_call, at_welcome) = (page.text.find(&format!("value=\"{call}\"")), page.text.find(&format!("value=\"{welcome}\"")));
+        assert!(at_call.is_some() && at_welcome.is_some() && at_call < at_welcome, "{}", page.text);
+        assert!(!page.text.contains(&format!("value=\"{asleep}\"")));
+
+        let path = format!("/contacts/{ana}/automation/start");
+        assert_eq!(b.post(&path, &[("workflow_id", &call)]).await.status, 403, "the session token is needed");
+        assert_eq!(runs_of(app, &ana).await, 0);
+        let r = b.submit(&path, &[("workflow_id", &call)]).await;
+        assert_eq!((r.status, location(&r)), (303, format!("/contacts/{ana}#automation")), "{}", r.text);
+        let page = b.get(&format!("/contacts/{ana}")).await;
+        let text = unescape(&page.text);
+        assert!(text.contains("Started “Call back” for Ana Santos."), "the flash says so: {text}");
+        assert_eq!(page.text.matches("data-testid=\"run\"").count(), 1, "the run is on the card");
+        assert!(text.contains("started by hand by Eleanor Pine"), "{text}");
+        assert_eq!(runs_of(app, &ana).await, 1);
+
+        // Again while Ana is in it; a workflow switched off since; no choice at all.
+        let r = b.submit(&path, &[("workflow_id", &call)]).await;
+        assert_eq!(r.status, 303);
+        let text = unescape(&b.get(&format!("/contacts/{ana}")).await.text);
+        assert!(text.contains("“Call back” did not start: Ana Santos is already in it, or does not meet its conditions."), "{text}");
+        app.post(&format!("/api/v1/workflows/{welcome}/disable"), json!({})).await.expect(200);
+        b.submit(&path, &[("workflow_id", &welcome)]).await;
+        let text = unescape(&b.get(&format!("/contacts/{ana}")).await.text);
+        assert!(text.contains("“A welcome” did not start: it is switched off."), "{text}");
+        b.submit(&path, &[("workflow_id", "nonsense")]).await;
+        assert!(b.get(&format!("/contacts/{ana}")).await.text.contains("Choose a workflow to start."));
+        assert_eq!(runs_of(app, &ana).await, 1, "nothing else started");
+        let r = b.submit("/contacts/00000000-0000-0000-0000-000000000000/automation/start", &[("workflow_id", &call)]).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+
+        // A viewer sees the runs and no form, and is refused when posting anyway.
+        let mut v = Browser::signed_in(app, "viewer@x.example").await;
+        let page = v.get(&format!("/contacts/{ana}")).await;
+        assert_eq!(page.text.matches("data-testid=\"run\"").count(), 1);
+        assert!(!page.text.contains("start-workflow"), "{}", page.text);
+        let r = v.submit(&path, &[("workflow_id", &call)]).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(r.text.contains("can look but not change records"));
+        assert_eq!(runs_of(app, &ana).await, 1);
+    }
+
+    async fn trying_a_workflow_on_past_data(app) {
+        user(app, "member@x.example", Role::Member, true).await;
+        user(app, "viewer@x.example", Role::Viewer, true).await;
+        let ana = contact(app, json!({"first_name": "Ana"})).await;
+        let ben = contact(app, json!({"first_name": "Ben"})).await;
+        // The clock stands at 2026-01-15 09:00 UTC (the business's zone).
+        let viewed = |who: &str, at: &str| json!({"type": "product.viewed", "contact": {"id": who}, "occurred_at": at, "channel": "web",
+            "payload": {"sku": "SHOE-1", "name": "Trail shoe", "category": "shoes"}});
+        let events = json!([viewed(&ana, "2025-12-01T10:00:00Z"), viewed(&ana, "2025-12-01T11:00:00Z"),
+            viewed(&ben, "2025-12-20T10:00:00Z"), viewed(&ben, "2026-01-10T10:00:00Z")]);
+        app.post("/api/v1/events", json!({"events": events})).await.expect(200);
+        let w = id_of(&app.create("/api/v1/workflows", json!({"name": "Viewed", "trigger": {"kind": "event", "type": "product.viewed"},
+            "steps": [{"wait": "P1D"}, {"action": "create_task", "title": "Follow up"}, {"action": "add_tag", "tag": "viewer"}]})).await);
+
+        let mut b = Browser::signed_in(app, "member@x.example").await;
+        let page = b.get(&format!("/workflows/{w}")).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text.contains("id=\"simulate-form\"") && !page.text.contains("id=\"simulation-result\""), "{}", page.text);
+        assert!(page.text.contains("value=\"2025-10-17\"") && page.text.contains("value=\"2026-01-15\""), "the last 90 days by default");
+
+        // December: Ana's second view falls inside her first run (a day of waiting).
+        let r = b.get(&format!("/workflows/{w}?from=2025-12-01&to=2025-12-31")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let text = unescape(&r.text);
+        for (figure, n) in [("sim-occurrences", 3), ("sim-runs", 2), ("sim-contacts", 2)] {
+            assert!(text.contains(&format!("data-testid=\"{figure}\">{n}<")), "{figure}: {text}");
+        }
+        assert!(text.contains("1 Dec 2025 – 31 Dec 2025"), "{text}");
+        assert!(r.text.contains("<svg") && text.contains("<th scope=\"row\">Create task</th><td>2</td>") && text.contains("<th scope=\"row\">Add tag</th><td>2</td>"), "a bar per action: {text}");
+        assert_eq!(r.text.matches("data-testid=\"sim-sample\"").count(), 2);
+        assert!(r.text.contains(&format!("href=\"/contacts/{ana}\"")) && r.text.contains(&format!("href=\"/contacts/{ben}\"")));
+        assert!(text.contains("Guards (consent, frequency caps, quiet hours) are not applied"), "the notes: {text}");
+        assert!(r.text.contains("value=\"2025-12-01\"") && r.text.contains("value=\"2025-12-31\""), "the period is kept");
+        // Nothing happened for real.
+        assert_eq!(app.get(&format!("/api/v1/tasks?contact_id={ana}")).await.expect(200)["data"].as_array().map(Vec::len), Some(0));
+        assert_eq!(app.get(&format!("/api/v1/contacts/{ana}/automation")).await.expect(200)["runs"], json!([]));
+
+        // Up to today stops at now; a viewer may try it too (it changes nothing).
+        let mut v = Browser::signed_in(app, "viewer@x.example").await;
+        let r = v.get(&format!("/workflows/{w}?from=2025-10-17&to=2026-01-15")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let text = unescape(&r.text);
+        assert!(text.contains("data-testid=\"sim-occurrences\">4<") && text.contains("15 Jan 2026, 09:00 (now)"), "{text}");
+
+        // A period that cannot be replayed is pointed out beside its field, as typed.
+        let r = b.get(&format!("/workflows/{w}?from=2026-01-10&to=2026-01-01")).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("id=\"sim-to-error\"") && r.text.contains("Must be on or after the first day."), "{}", r.text);
+        assert!(r.text.contains("aria-invalid=\"true\" aria-describedby=\"sim-to-error\""));
+        assert!(r.text.contains("value=\"2026-01-10\"") && r.text.contains("value=\"2026-01-01\""));
+        assert!(!r.text.contains("id=\"simulation-result\""));
+        let r = b.get(&format!("/workflows/{w}?from=last%20week&to=2026-01-01")).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text.contains("id=\"sim-from-error\"") && !r.text.contains("id=\"sim-to-error\""), "{}", r.text);
+        let r = b.get(&format!("/workflows/{w}?from=2020-01-01&to=2026-01-01")).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text.contains("id=\"sim-to-error\"") && r.text.contains("three years"), "{}", r.text);
+        let r = b.get(&format!("/workflows/{w}?from=2026-02-01&to=2026-02-02")).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text.contains("id=\"sim-from-error\""), "not in the future: {}", r.text);
     }
 
     async fn automation_pages_when_there_is_nothing_yet(app) {

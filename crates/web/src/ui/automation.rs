@@ -1,16 +1,22 @@
 //! What automation did and will do, as the pages show it: the "Automation" card of a contact
-//! (their runs with each step, and the triggers scheduled for them) and the start page's
-//! "Coming up" (the next days' nudges across everyone).
+//! (their runs with each step, the triggers scheduled for them, and starting a workflow for
+//! them by hand) and the start page's "Coming up" (the next days' nudges across everyone).
 
 use std::collections::HashSet;
 
+use axum::extract::{Path, State};
+use axum::response::Response;
 use chrono_tz::Tz;
 use rapport_core::Timestamp;
+use rapport_core::workflow::{Reentry, Trigger};
 use rapport_store::automation::{NextStep, RunStepView, RunView, UpcomingItem};
 use rapport_store::{PageRequest, Store, StoreError, WorkflowFilter};
 use uuid::Uuid;
 
-use super::format::{ago, datetime, label};
+use super::form::FormData;
+use super::format::{ago, datetime, duration_words, label};
+use super::{Signed, UiError, parse_id, redirect_with};
+use crate::AppState;
 
 /// Outcomes that mean a step did not do what it was meant to (marked red).
 const BAD_OUTCOMES: [&str; 2] = ["blocked", "failed"];
@@ -66,10 +72,26 @@ pub struct ScheduledLine {
     pub what: String,
 }
 
+/// A switched-on workflow in the "Start a workflow" select.
+pub struct StartOption {
+    pub id: Uuid,
+    pub name: String,
+}
+
 /// A contact's "Automation" card.
 pub struct AutomationCard {
     pub runs: Vec<RunCard>,
     pub scheduled: Vec<ScheduledLine>,
+    /// Switched-on workflows whose trigger is `manual`, by name: listed first in the select.
+    pub by_hand: Vec<StartOption>,
+    /// The other switched-on workflows, by name (any of them may be started by hand too).
+    pub others: Vec<StartOption>,
+}
+
+impl AutomationCard {
+    pub fn can_start_any(&self) -> bool {
+        !self.by_hand.is_empty() || !self.others.is_empty()
+    }
 }
 
 /// A nudge in the start page's "Coming up".
@@ -107,8 +129,9 @@ fn when_text(at: Option<Timestamp>, now: Timestamp, tz: Tz) -> String {
     }
 }
 
-/// A contact's runs (newest first) and scheduled triggers.
-pub async fn contact_card(store: &Store, contact_id: Uuid) -> Result<AutomationCard, StoreError> {
+/// A contact's runs (newest first) and scheduled triggers, and, when `startable` (the person
+/// looking may write records), the workflows they may start for them.
+pub async fn contact_card(store: &Store, contact_id: Uuid, startable: bool) -> Result<AutomationCard, StoreError> {
     let a = store.contact_automation(contact_id).await?;
     let tz = store.options().default_time_zone;
     let now = store.now();
@@ -130,7 +153,71 @@ pub async fn contact_card(store: &Store, contact_id: Uuid) -> Result<AutomationC
             what: s.what,
         })
         .collect();
-    Ok(AutomationCard { runs, scheduled })
+    let (by_hand, others) = if startable { start_options(store).await? } else { (Vec::new(), Vec::new()) };
+    Ok(AutomationCard { runs, scheduled, by_hand, others })
+}
+
+/// The switched-on workflows, by name: (manual-trigger ones, the rest).
+async fn start_options(store: &Store) -> Result<(Vec<StartOption>, Vec<StartOption>), StoreError> {
+    let page = PageRequest { limit: Some(500), sort: Some("name".into()), ..Default::default() };
+    let on = store.list_workflows(WorkflowFilter { enabled: Some(true) }, page).await?.data;
+    let (by_hand, others): (Vec<_>, Vec<_>) = on.into_iter().partition(|w| matches!(w.spec.trigger, Trigger::Manual));
+    let option = |w: rapport_core::workflow::Workflow| StartOption { id: w.id, name: w.spec.name };
+    Ok((by_hand.into_iter().map(option).collect(), others.into_iter().map(option).collect()))
+}
+
+/// `POST /contacts/{id}/automation/start`: starts a switched-on workflow for this person now
+/// (members and up), and says on their page whether it did.
+pub async fn start(
+    State(s): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, UiError> {
+    signed.require_write()?;
+    let id = parse_id(&id, "contact")?;
+    let back = format!("/contacts/{id}#automation");
+    let Some(workflow_id) = form.opt("workflow_id").and_then(|w| Uuid::parse_str(&w).ok()) else {
+        return Ok(redirect_with(&back, "Choose a workflow to start."));
+    };
+    let person = s.store.get_contact(id).await?.display_name;
+    let w = match s.store.get_workflow(workflow_id).await {
+        Ok(w) => w,
+        Err(StoreError::NotFound { .. }) => return Ok(redirect_with(&back, "That workflow no longer exists.")),
+        Err(e) => return Err(e.into()),
+    };
+    let name = &w.spec.name;
+    let by = Some(signed.user.id.to_string());
+    let message = match s.store.start_workflow_manually(workflow_id, Some(id), None, by).await {
+        Ok(r) if r.started > 0 => {
+            s.automation_wake.notify_one();
+            format!("Started “{name}” for {person}.")
+        }
+        Ok(_) => format!("“{name}” did not start: {}.", not_started(&w.spec.reentry, &person)),
+        Err(StoreError::Conflict { .. }) => {
+            format!("“{name}” did not start: it is switched off. A manager or an admin can switch it on.")
+        }
+        Err(StoreError::NotFound { .. }) => "That workflow no longer exists.".to_string(),
+        Err(StoreError::Invalid(v)) => format!("“{name}” did not start: {v}"),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(redirect_with(&back, &message))
+}
+
+/// Why a manual start passed `person` over: their earlier runs (by the re-entry rule) or the
+/// workflow's conditions; the store does not say which.
+fn not_started(reentry: &Reentry, person: &str) -> String {
+    match reentry {
+        Reentry::Always => format!("{person} does not meet its conditions"),
+        Reentry::PerOccurrence => format!("{person} is already in it, or does not meet its conditions"),
+        Reentry::Once => {
+            format!("{person} has been through it already (it runs once per person), or does not meet its conditions")
+        }
+        Reentry::After(d) => format!(
+            "{person} is already in it or started it less than {} ago, or does not meet its conditions",
+            duration_words(*d)
+        ),
+    }
 }
 
 fn run_card(r: RunView, off: &HashSet<Uuid>, names: &[(Uuid, String, bool)], now: Timestamp, tz: Tz) -> RunCard {

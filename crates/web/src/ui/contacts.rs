@@ -700,7 +700,7 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         [c.title.clone(), o.companies.first().map(|l| l.name.clone())].into_iter().flatten().collect::<Vec<_>>().join(" · ");
 
     let tasks = open_tasks(&s.store, TaskFilter { contact_id: Some(id), ..Default::default() }, 20, false).await?;
-    let automation = contact_card(&s.store, id).await?;
+    let automation = contact_card(&s.store, id, signed.user.role.can_write_records()).await?;
     render(&ShowPage {
         shell: signed.shell("contacts"),
         id,

@@ -29,6 +29,18 @@ pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if future { format!("in {value} {unit}{plural}") } else { format!("{value} {unit}{plural} ago") }
 }
 
+/// `30 days`, `12 hours`, `90 minutes`
+pub fn duration_words(d: chrono::Duration) -> String {
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{} {unit}s", thousands(n)) };
+    if d.num_seconds() % 86_400 == 0 {
+        plural(d.num_days(), "day")
+    } else if d.num_seconds() % 3_600 == 0 {
+        plural(d.num_hours(), "hour")
+    } else {
+        plural(d.num_minutes(), "minute")
+    }
+}
+
 /// `12,345`
 pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();

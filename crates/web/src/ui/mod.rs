@@ -19,6 +19,7 @@ mod markdown;
 mod notifications;
 mod search;
 mod segments;
+mod simulation;
 mod tasks;
 mod timeline;
 mod views;
@@ -56,6 +57,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/contacts/{id}/tags", post(contacts::add_tag))
         .route("/contacts/{id}/tags/remove", post(contacts::remove_tag))
         .route("/contacts/{id}/timeline", get(contacts::timeline))
+        .route("/contacts/{id}/automation/start", post(automation::start))
         .route("/views", post(views::save))
         .route("/views/{id}/delete", post(views::delete))
         .route("/companies", get(companies::list))

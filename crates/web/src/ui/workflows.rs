@@ -1,20 +1,23 @@
 //! Workflows: the list with what starts each, whether it is on and how busy it is; a
-//! workflow's page with its document and latest runs; switching one on or off (managers and
-//! admins). Workflows are written through the API (docs/automation.md); here they are read.
+//! workflow's page with its document, latest runs and a replay over past data; switching one
+//! on or off (managers and admins). Workflows are written through the API (docs/automation.md);
+//! here they are read.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use rapport_core::workflow::{DateField, DateTrigger, Metric, Recurrence, Reentry, ThresholdRule, Trigger, Workflow};
 use rapport_store::automation::WorkflowRunStats;
 use rapport_store::{PageRequest, StoreError, WorkflowFilter};
 use uuid::Uuid;
 
-use super::form::FormData;
-use super::format::{ago, datetime, label, thousands};
-use super::{Shell, Signed, UiError, local_path, parse_id, redirect_with, render};
+use super::form::{FormData, QueryData};
+use super::format::{ago, datetime, duration_words, label, thousands};
+use super::simulation::{PeriodForm, SimulationView, try_on_past};
+use super::{Shell, Signed, UiError, local_path, parse_id, redirect_with, render, render_status};
 use crate::AppState;
 
 /// The period "started lately" counts.
@@ -99,12 +102,21 @@ struct ShowPage {
     /// The document as stored, pretty-printed.
     document: String,
     runs: Vec<RunRow>,
+    /// "Try it on past data": the period as typed, and what the replay found once asked.
+    period: PeriodForm,
+    simulation: Option<SimulationView>,
 }
 
-/// `GET /workflows/{id}`
-pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, UiError> {
+/// `GET /workflows/{id}`, and with `?from=…&to=…` (days) a replay of that period.
+pub async fn show(
+    State(s): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    QueryData(q): QueryData,
+) -> Result<Response, UiError> {
     let id = parse_id(&id, "workflow")?;
     let w = s.store.get_workflow(id).await?;
+    let (period, simulation) = try_on_past(&s.store, id, &q).await?;
     let stats = stats(&s).await?;
     let tz = s.store.options().default_time_zone;
     let now = s.store.now();
@@ -138,18 +150,24 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
     };
     let exit_when = w.spec.exit_when.clone();
     let updated = datetime(w.updated_at, tz);
-    render(&ShowPage {
-        can_manage: signed.can_manage_automation(),
-        shell: signed.shell("workflows"),
-        here: format!("/workflows/{id}"),
-        w: row(w, &stats, now),
-        recent_days: RECENT_DAYS,
-        reentry,
-        exit_when,
-        updated,
-        document,
-        runs,
-    })
+    let status = if period.has_errors() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    render_status(
+        status,
+        &ShowPage {
+            can_manage: signed.can_manage_automation(),
+            shell: signed.shell("workflows"),
+            here: format!("/workflows/{id}"),
+            w: row(w, &stats, now),
+            recent_days: RECENT_DAYS,
+            reentry,
+            exit_when,
+            updated,
+            document,
+            runs,
+            period,
+            simulation,
+        },
+    )
 }
 
 /// `POST /workflows/{id}/enable`
@@ -256,18 +274,6 @@ fn date_text(d: &DateTrigger) -> String {
         (n, _) => format!("{} after {day}", days(n)),
     };
     format!("{lead}{every}, at {} their time", d.at)
-}
-
-/// `30 days`, `12 hours`, `90 minutes`
-fn duration_words(d: chrono::Duration) -> String {
-    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{} {unit}s", thousands(n)) };
-    if d.num_seconds() % 86_400 == 0 {
-        plural(d.num_days(), "day")
-    } else if d.num_seconds() % 3_600 == 0 {
-        plural(d.num_hours(), "hour")
-    } else {
-        plural(d.num_minutes(), "minute")
-    }
 }
 
 /// `1000`, `12.5`
