@@ -42,6 +42,14 @@ pub struct Config {
     /// Mark the sign-in cookie `Secure` (browsers then send it over HTTPS only). Set it when
     /// Rapport is reached over HTTPS; requests arriving through an HTTPS proxy get it anyway.
     pub secure_cookies: bool,
+    /// The SMTP relay email goes out through: `smtp://host:port` (STARTTLS when offered),
+    /// `smtps://host:port`, with `user:password@` in it when the relay needs a login. Without
+    /// it, messages wait in the outbox marked unsendable.
+    pub smtp_url: Option<String>,
+    /// Who email is from: `Harbour & Pine <hello@harbourpine.example>`.
+    pub smtp_from: String,
+    /// The address people reach Rapport at, for links in email (unsubscribe).
+    pub public_url: String,
     /// How workflows behave (the `[automation]` table).
     pub automation: AutomationConfig,
     /// Outgoing webhooks of workflows (the `[webhooks]` table).
@@ -146,6 +154,9 @@ impl Default for Config {
             default_time_zone: "UTC".into(),
             segment_refresh_minutes: 15,
             secure_cookies: false,
+            smtp_url: None,
+            smtp_from: "Rapport <rapport@localhost>".into(),
+            public_url: "http://127.0.0.1:8080".into(),
             automation: AutomationConfig::default(),
             webhooks: WebhooksConfig::default(),
         }
@@ -159,6 +170,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
 }
 
 impl Config {
@@ -190,6 +203,9 @@ impl Config {
             "sqlite_readers",
             "bootstrap_key",
             "max_ingest_body_bytes",
+            "smtp_url",
+            "smtp_from",
+            "public_url",
         ];
         fig = fig.merge(Env::prefixed("RAPPORT_").filter(move |k| known.contains(&k.as_str().to_ascii_lowercase().as_str())));
         fig = fig.merge(Serialized::defaults(overrides));
@@ -209,7 +225,8 @@ mod tests {
             jail.set_env("RAPPORT_PHONE_REGION", "PH");
             jail.set_env("RAPPORT_DATABASE_URL", "sqlite://env.db");
             jail.set_env("RAPPORT_TEST_DATABASE_URL", "postgres://ignored");
-            let c = Config::load(None, Overrides { database_url: Some("sqlite://flag.db".into()), bind: None }).unwrap();
+            let c = Config::load(None, Overrides { database_url: Some("sqlite://flag.db".into()), bind: None, smtp_url: None })
+                .unwrap();
             assert_eq!(c.bind, "0.0.0.0:1");
             assert_eq!(c.phone_region, "PH");
             assert_eq!(c.database_url, "sqlite://flag.db");

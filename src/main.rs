@@ -101,6 +101,10 @@ struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:8080 [env: RAPPORT_BIND] [default: 127.0.0.1:8080]
     #[arg(long)]
     bind: Option<String>,
+    /// The SMTP relay for email: smtp://host:587, smtps://user:password@host:465
+    /// [env: RAPPORT_SMTP_URL]. Without one, messages wait in the outbox marked unsendable
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
     /// `system`, or `manual`: time stands still (starting at --clock-start) and moves only
     /// through `POST /api/v1/admin/clock` with an admin key, to demonstrate and test
     /// birthdays, inactivity and renewals without waiting
@@ -199,7 +203,13 @@ fn open_store_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
         default_time_zone: config.default_time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
             anyhow::anyhow!("default_time_zone: '{}' is not an IANA time zone such as Europe/Berlin", config.default_time_zone)
         })?,
-        automation: config.automation.options()?,
+        automation: {
+            let mut a = config.automation.options()?;
+            if config.smtp_url.is_some() {
+                a.ready_channels.push(rapport_core::workflow::MessageChannel::Email);
+            }
+            a
+        },
     };
     Store::open(&url, options).with_context(|| format!("cannot open the database at {}", url.redacted()))
 }
@@ -222,8 +232,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Demo(a) => a.bind.clone(),
         _ => None,
     };
+    let smtp_url = match &cli.command {
+        Command::Serve(a) => a.smtp_url.clone(),
+        _ => None,
+    };
     let demo_default_db = matches!(cli.command, Command::Demo(_)) && cli.database_url.is_none();
-    let mut config = Config::load(cli.config.as_deref(), Overrides { database_url: cli.database_url.clone(), bind })?;
+    let mut config = Config::load(cli.config.as_deref(), Overrides { database_url: cli.database_url.clone(), bind, smtp_url })?;
     if demo_default_db && std::env::var_os("RAPPORT_DATABASE_URL").is_none() {
         // The demo never touches a real ./rapport.db.
         config.database_url = "sqlite://rapport-demo.db".into();
@@ -321,6 +335,15 @@ async fn serve_store(store: Store, config: &Config, manual: Option<Arc<ManualClo
         .map_err(|e| anyhow::anyhow!("webhooks.allow_hosts: {e}"))?;
     let sender = rapport_web::ops::WebhookSender::new(policy, config.webhooks.secrets.0.clone())?;
     let mut state = AppState::new(store, web).with_webhooks(sender);
+    if let Some(url) = &config.smtp_url {
+        let settings = rapport_channels::email::SmtpSettings::parse(url).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;
+        let from = config.smtp_from.parse().map_err(|e| {
+            anyhow::anyhow!("smtp_from: '{}' is not an address such as Shop <hello@shop.example>: {e}", config.smtp_from)
+        })?;
+        let sender = rapport_channels::email::EmailSender::new(settings, Default::default()).map_err(anyhow::Error::msg)?;
+        state = state.with_email(rapport_web::email::EmailChannel { sender, from, public_url: config.public_url.clone() });
+        tracing::info!("email goes out through the configured SMTP relay");
+    }
     if let Some(clock) = manual {
         state = state.with_manual_clock(clock);
     }

@@ -78,11 +78,13 @@ mod auth;
 mod automation;
 mod contacts;
 mod crash;
+mod email;
 mod events;
 mod ops;
 mod resources;
 mod segments;
 mod tasks;
+mod templates;
 mod ui;
 mod workflows;
 
@@ -93,7 +95,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(store: Store, clock: Arc<ManualClock>) -> (String, Self) {
+    async fn start(store: Store, clock: Arc<ManualClock>, smtp: Option<String>) -> (String, Self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
@@ -101,7 +103,13 @@ impl Server {
         let policy = rapport_channels::webhook::AddressPolicy::new(false, ["127.0.0.1"]).expect("policy");
         let sender = rapport_web::ops::WebhookSender::new(policy, [("test".to_string(), TEST_WEBHOOK_SECRET.to_string())])
             .expect("webhook sender");
-        let state = AppState::new(store, WebConfig::default()).with_manual_clock(clock).with_webhooks(sender);
+        let mut state = AppState::new(store, WebConfig::default()).with_manual_clock(clock).with_webhooks(sender);
+        if let Some(url) = smtp {
+            let settings = rapport_channels::email::SmtpSettings::parse(&url).expect("smtp url");
+            let sender = rapport_channels::email::EmailSender::new(settings, Default::default()).expect("email sender");
+            let from = "Harbour & Pine <hello@harbourpine.example>".parse().expect("from");
+            state = state.with_email(rapport_web::email::EmailChannel { sender, from, public_url: "https://crm.example".into() });
+        }
         let handle = tokio::spawn(rapport_web::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -148,6 +156,8 @@ pub struct TestApp {
     pg_schema: Option<String>,
     server: Option<Server>,
     _dir: Option<tempfile::TempDir>,
+    /// The SMTP relay the server sends email through, when the test has one.
+    smtp: Option<String>,
 }
 
 /// Under CI a missing PostgreSQL is a failure, not a skip.
@@ -255,6 +265,25 @@ impl TestApp {
 
     /// As [`TestApp::spawn`], with store options that `tune` adjusts.
     pub async fn spawn_tuned(backend: Backend, tune: impl FnOnce(&mut StoreOptions) + Send + 'static) -> Option<Self> {
+        Self::spawn_full(backend, tune, None).await
+    }
+
+    /// As [`TestApp::spawn`], sending email through the relay at `smtp` (the email channel is
+    /// then ready).
+    pub async fn spawn_with_smtp(backend: Backend, smtp: String) -> Option<Self> {
+        Self::spawn_full(
+            backend,
+            |o| o.automation.ready_channels = vec![rapport_core::workflow::MessageChannel::Email],
+            Some(smtp),
+        )
+        .await
+    }
+
+    async fn spawn_full(
+        backend: Backend,
+        tune: impl FnOnce(&mut StoreOptions) + Send + 'static,
+        smtp: Option<String>,
+    ) -> Option<Self> {
         let clock = Arc::new(ManualClock::new(start_time()));
         let (url, pg_schema, dir) = match backend {
             Backend::Sqlite => {
@@ -275,7 +304,7 @@ impl TestApp {
             .expect("create admin key")
             .expect("a key was created")
             .secret;
-        let (base, server) = Server::start(store.clone(), clock.clone()).await;
+        let (base, server) = Server::start(store.clone(), clock.clone(), smtp.clone()).await;
         Some(Self {
             backend,
             base,
@@ -287,6 +316,7 @@ impl TestApp {
             pg_schema,
             server: Some(server),
             _dir: dir,
+            smtp,
         })
     }
 
@@ -328,7 +358,7 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
-        let (base, server) = Server::start(self.store().clone(), self.clock.clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone()).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);
@@ -346,7 +376,7 @@ impl TestApp {
         tokio::task::spawn_blocking(move || close_store(old)).await.expect("close task");
         let fresh = open_store(self.url.clone(), self.pg_schema.clone(), self.clock.clone()).await;
         self.store = Some(fresh);
-        let (base, server) = Server::start(self.store().clone(), self.clock.clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone()).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);

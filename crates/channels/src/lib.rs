@@ -2,4 +2,7 @@
 //! request the engine has already committed to its outbox and reports whether it went out,
 //! failed for now (retry later) or failed for good.
 
+pub mod email;
+pub mod template;
+pub mod token;
 pub mod webhook;

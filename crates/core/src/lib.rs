@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod key;
+pub mod message;
 pub mod money;
 pub mod note;
 pub mod patch;

@@ -149,3 +149,21 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The secret named `name`, made (32 random bytes) the first time it is asked for. Every
+    /// instance gets the same one, so a link signed by one is accepted by another.
+    pub async fn app_secret(&self, name: &'static str) -> Result<Vec<u8>> {
+        let store = self.clone();
+        self.write(move |tx| {
+            let mut fresh = [0u8; 32];
+            getrandom_fill(&mut fresh)?;
+            tx.execute(
+                "INSERT INTO app_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[name.into(), Value::Bytes(fresh.to_vec()), store.now().into()],
+            )?;
+            tx.query_one("SELECT value FROM app_secrets WHERE name = $1", &[name.into()])?.bytes(0)
+        })
+        .await
+    }
+}

@@ -29,6 +29,7 @@ pub mod sessions;
 mod sqlite;
 mod tags;
 mod tasks;
+pub mod templates;
 mod users;
 pub mod value;
 mod workflows;

@@ -63,6 +63,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_automation.sql"),
         postgres: include_str!("../migrations/postgres/0008_automation.sql"),
     },
+    Migration {
+        version: 9,
+        name: "message templates",
+        sqlite: include_str!("../migrations/sqlite/0009_templates.sql"),
+        postgres: include_str!("../migrations/postgres/0009_templates.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

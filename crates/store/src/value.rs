@@ -109,6 +109,13 @@ impl Row {
         }
     }
 
+    pub fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        match self.at(i)? {
+            Value::Bytes(b) => Ok(b.clone()),
+            v => Err(decode(i, "bytes", v)),
+        }
+    }
+
     pub fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>, StoreError> {
         if self.is_null(i) { Ok(None) } else { self.uuid(i).map(Some) }
     }

@@ -13,7 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 use crate::api::{
-    automation, companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, users, workflows,
+    automation, companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, templates, users,
+    workflows,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +38,8 @@ use crate::api::{
         workflows::list, workflows::create, workflows::read, workflows::update, workflows::remove, workflows::enable, workflows::disable,
         automation::contact_automation, automation::points, automation::upcoming, automation::start, automation::simulate, automation::notifications,
         automation::read_notification, automation::deliveries,
+        templates::list, templates::create, templates::read, templates::update, templates::remove, templates::preview,
+        templates::layouts, templates::put_layout,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -54,6 +57,7 @@ use crate::api::{
         (name = "tasks", description = "What someone on the team should do, about whom, by when, and why."),
         (name = "workflows", description = "Automation: when something happens to a contact, do these steps. The format is in docs/automation.md."),
         (name = "automation", description = "What workflows did and will do: runs per contact, the upcoming queue, manual starts, simulations, notifications, webhook deliveries."),
+        (name = "templates", description = "Message templates (minijinja) and layouts, checked on save, previewed for a real contact."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod docs;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -89,6 +90,8 @@ pub struct AppState {
     pub automation_wake: Arc<tokio::sync::Notify>,
     /// Delivers `webhook` steps; `None` leaves deliveries pending (tests that check the queue).
     pub webhooks: Option<Arc<ops::WebhookSender>>,
+    /// Sends email from the outbox; `None` when no SMTP relay is configured.
+    pub email: Option<Arc<email::EmailChannel>>,
 }
 
 impl AppState {
@@ -102,7 +105,14 @@ impl AppState {
             login_limiter: Arc::new(ui::auth::LoginLimiter::default()),
             automation_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: None,
+            email: None,
         }
+    }
+
+    /// Sends the outbox's email through `channel`.
+    pub fn with_email(mut self, channel: email::EmailChannel) -> Self {
+        self.email = Some(Arc::new(channel));
+        self
     }
 
     /// Delivers webhook steps with `sender`.
@@ -136,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::tasks::routes())
         .merge(api::workflows::routes())
         .merge(api::automation::routes())
+        .merge(api::templates::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -148,6 +159,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .merge(ops::routes())
+        .merge(email::routes())
         .merge(docs::routes())
         .merge(ui::routes(state.clone()))
         .fallback(ops::not_found)
@@ -174,7 +186,8 @@ pub async fn serve(
     let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state.clone()));
     let segments = tokio::spawn(ops::segment_maintainer(state.clone()));
     let automation = tokio::spawn(ops::automation_worker(state.clone()));
-    let webhooks = tokio::spawn(ops::webhook_deliverer(state));
+    let webhooks = tokio::spawn(ops::webhook_deliverer(state.clone()));
+    let email = tokio::spawn(email::email_deliverer(state));
     // The peer address feeds the per-address limit on sign-in attempts.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
@@ -183,5 +196,6 @@ pub async fn serve(
     segments.abort();
     automation.abort();
     webhooks.abort();
+    email.abort();
     result
 }

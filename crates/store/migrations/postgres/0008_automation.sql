@@ -119,9 +119,17 @@ CREATE TABLE message_outbox (
     marketing       BOOLEAN NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'failed', 'unsendable', 'cancelled')),
     status_reason   TEXT,
+    -- The recipient's address when the message was queued.
+    recipient       TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ,
+    -- While a sender hands it to the server: another leaves it alone until then.
+    lease_until     TIMESTAMPTZ,
+    sent_at         TIMESTAMPTZ,
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL
 );
+CREATE INDEX message_outbox_due ON message_outbox (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX message_outbox_contact ON message_outbox (contact_id, created_at);
 CREATE INDEX message_outbox_status ON message_outbox (status, created_at);
 

@@ -17,6 +17,7 @@
 //! [`Store::automation_pass`] does one round of all of it; the server calls it in a loop.
 
 mod inbox;
+mod outbox;
 mod runs;
 mod schedule;
 mod simulate;
@@ -37,6 +38,7 @@ use crate::db::{Tx, insert_many};
 use crate::value::Value;
 use crate::{Result, Store, StoreError};
 
+pub use outbox::{MessageResult, PendingMessage};
 pub use runs::ManualStart;
 pub use simulate::{Simulation, SimulationSample};
 pub use stats::{WorkflowRunRow, WorkflowRunStats};

@@ -701,7 +701,8 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     };
     tx.execute(
         "INSERT INTO message_outbox (id, run_id, idempotency_key, contact_id, channel, template, subject, marketing, status, \
-         status_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9, $10, $10) \
+         status_reason, recipient, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9, $11, $10, $10, $10) \
          ON CONFLICT (idempotency_key) DO NOTHING",
         &[
             new_id().into(),
@@ -714,6 +715,7 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
             status.into(),
             reason.clone().into(),
             cx.now.into(),
+            address.clone().into(),
         ],
     )?;
     let detail = match reason {

@@ -12,6 +12,7 @@ pub mod relations;
 pub mod segments;
 pub mod tags;
 pub mod tasks;
+pub mod templates;
 pub mod users;
 pub mod workflows;
 
