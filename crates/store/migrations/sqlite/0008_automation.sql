@@ -24,6 +24,8 @@ CREATE TABLE automation_inbox (
     queued_at    INTEGER NOT NULL
 );
 CREATE INDEX automation_inbox_queued ON automation_inbox (queued_at, id);
+-- Runs of a contact with events still to look at wait for them (an exit, a reply).
+CREATE INDEX automation_inbox_contact ON automation_inbox (contact_id);
 
 -- Contacts whose date and inactivity schedules must be worked out again (an edit, a new
 -- relation, a workflow switched on).

@@ -158,7 +158,9 @@ struct Run {
     cause: Json,
 }
 
-/// Claims up to `batch` runs whose next step is due and moves each as far as it goes now.
+/// Claims up to `batch` runs whose next step is due and moves each as far as it goes now. A run
+/// whose contact has events still in the inbox waits for them to be looked at first: one of
+/// them may end it (a reply, an order) or end its wait.
 pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<PassReport> {
     let now = store.now();
     let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE OF r SKIP LOCKED" } else { "" };
@@ -166,7 +168,9 @@ pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize) -> Resul
         &format!(
             "SELECT r.id, r.workflow_id, r.version, r.contact_id, r.status, r.step, r.waiting_for, r.cause \
              FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id \
-             WHERE r.status IN ('ready', 'waiting') AND r.due_at <= $1 AND w.enabled ORDER BY r.due_at, r.id LIMIT {batch}{lock}"
+             WHERE r.status IN ('ready', 'waiting') AND r.due_at <= $1 AND w.enabled \
+             AND NOT EXISTS (SELECT 1 FROM automation_inbox i WHERE i.contact_id = r.contact_id) \
+             ORDER BY r.due_at, r.id LIMIT {batch}{lock}"
         ),
         &[now.into()],
     )?;
