@@ -222,7 +222,7 @@ const ATTEMPTS: u32 = 10;
 /// Ingests one batch. With `retry` (PostgreSQL, where concurrent transactions can conflict), a
 /// batch the database refused as a conflict is sent again, as any client would: ingest is
 /// idempotent and the refused transaction left nothing behind.
-async fn ingest(store: &Store, events: Vec<Value>, retry: bool, retries: &AtomicU64) -> anyhow::Result<IngestReport> {
+pub(crate) async fn ingest(store: &Store, events: Vec<Value>, retry: bool, retries: &AtomicU64) -> anyhow::Result<IngestReport> {
     if !retry {
         return store.ingest(IngestRequest { events, create_contact: false }).await.context("ingest failed");
     }
