@@ -51,7 +51,7 @@ fn existing(tx: &mut dyn Tx, ids: &[Uuid]) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
 
 /// Runs `sql` (with `{in}` where the id list goes, after `extra` parameters) over `ids` in
 /// chunks; returns the rows changed.
-fn execute_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], ids: &[Uuid]) -> Result<u64> {
+pub(crate) fn execute_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], ids: &[Uuid]) -> Result<u64> {
     let mut n = 0;
     for chunk in ids.chunks(256) {
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", extra.len() + i + 1)).collect();

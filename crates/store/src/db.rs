@@ -148,6 +148,34 @@ pub fn select_in(tx: &mut dyn Tx, sql: &str, extra: &[Value], keys: &[Value]) ->
     Ok(out)
 }
 
+/// Marks contacts in a work queue table (`segment_dirty`, `automation_dirty`: `contact_id`
+/// primary key, `marked_at`), in sorted order so that concurrent writers lock alike.
+/// DO UPDATE (not DO NOTHING) so that on PostgreSQL a mark made while a worker holds the row
+/// waits for it and lands after its delete, instead of being swallowed by it.
+pub(crate) fn mark_queue(
+    tx: &mut dyn Tx,
+    table: &str,
+    ids: &[uuid::Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut values = Vec::with_capacity(sorted.len() * 2);
+    for id in sorted {
+        values.push(Value::Uuid(id));
+        values.push(Value::Time(now));
+    }
+    insert_many(
+        tx,
+        &format!("INSERT INTO {table} (contact_id, marked_at)"),
+        2,
+        &values,
+        "ON CONFLICT (contact_id) DO UPDATE SET marked_at = excluded.marked_at",
+    )?;
+    Ok(())
+}
+
 /// One open transaction (or, for reads, a connection). SQL uses `$1, $2, …` placeholders in
 /// both dialects; the SQLite backend rewrites them to `?1, ?2, …`.
 pub trait Tx {

@@ -85,6 +85,23 @@ pub async fn deliver_due(state: &AppState) -> usize {
     n
 }
 
+/// A stored template as the renderer reads it.
+pub(crate) fn template_source(t: &rapport_core::message::MessageTemplate) -> TemplateSource {
+    TemplateSource {
+        name: t.name.clone(),
+        locale: t.locale.clone(),
+        subject: t.subject.clone(),
+        html: t.html.clone(),
+        text: t.text.clone(),
+        layout: t.layout.clone(),
+    }
+}
+
+/// A stored layout as the renderer reads it.
+pub(crate) fn layout_source(l: &rapport_core::message::MessageLayout) -> LayoutSource {
+    LayoutSource { name: l.name.clone(), html: l.html.clone(), text: l.text.clone() }
+}
+
 struct Prepared {
     templates: Templates,
     secret: Vec<u8>,
@@ -92,20 +109,8 @@ struct Prepared {
 
 async fn prepare(state: &AppState) -> Result<Prepared, String> {
     let (templates, layouts) = state.store.all_templates().await.map_err(|e| e.to_string())?;
-    let sources = templates
-        .iter()
-        .filter(|t| t.channel == "email")
-        .map(|t| TemplateSource {
-            name: t.name.clone(),
-            locale: t.locale.clone(),
-            subject: t.subject.clone(),
-            html: t.html.clone(),
-            text: t.text.clone(),
-            layout: t.layout.clone(),
-        })
-        .collect();
-    let layouts =
-        layouts.iter().map(|l| LayoutSource { name: l.name.clone(), html: l.html.clone(), text: l.text.clone() }).collect();
+    let sources = templates.iter().filter(|t| t.channel == "email").map(template_source).collect();
+    let layouts = layouts.iter().map(layout_source).collect();
     let templates = Templates::new(sources, layouts).map_err(|p| {
         let first = p.first().map(|p| format!("{} ({}): {}", p.template, p.part, p.message)).unwrap_or_default();
         format!("a stored template does not load: {first}")

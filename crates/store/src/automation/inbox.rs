@@ -116,11 +116,8 @@ pub(super) fn drain(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<Pass
             trigger(tx, store, w, ev, now, &mut report)?;
         }
     }
-    let ids: Vec<Value> = events.iter().map(|e| Value::Uuid(e.id)).collect();
-    for chunk in ids.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        tx.execute(&format!("DELETE FROM automation_inbox WHERE id IN ({})", list.join(", ")), chunk)?;
-    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    crate::bulk::execute_in(tx, "DELETE FROM automation_inbox WHERE id IN ({in})", &[], &ids)?;
     Ok(report)
 }
 

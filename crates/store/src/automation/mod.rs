@@ -208,22 +208,7 @@ pub(crate) fn mark_contacts_changed(tx: &mut dyn Tx, ids: &[Uuid], now: Timestam
     if ids.is_empty() || !tx.exists("SELECT 1 FROM workflow_listens WHERE event_type = $1", &[SCHEDULE_MARK.into()])? {
         return Ok(());
     }
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut values = Vec::with_capacity(sorted.len() * 2);
-    for id in sorted {
-        values.push(Value::Uuid(id));
-        values.push(Value::Time(now));
-    }
-    insert_many(
-        tx,
-        "INSERT INTO automation_dirty (contact_id, marked_at)",
-        2,
-        &values,
-        "ON CONFLICT (contact_id) DO UPDATE SET marked_at = excluded.marked_at",
-    )?;
-    Ok(())
+    crate::db::mark_queue(tx, "automation_dirty", ids, now)
 }
 
 pub(crate) use inbox::enqueue_event_rows;

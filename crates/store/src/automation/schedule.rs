@@ -207,11 +207,7 @@ pub(super) fn reschedule_dirty(tx: &mut dyn Tx, store: &Store, batch: usize) -> 
         return Ok(PassReport::default());
     }
     let n = reschedule_since(tx, store, &ids, None, &since)?;
-    let keys = ids_values(&ids);
-    for chunk in keys.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        tx.execute(&format!("DELETE FROM automation_dirty WHERE contact_id IN ({})", list.join(", ")), chunk)?;
-    }
+    crate::bulk::execute_in(tx, "DELETE FROM automation_dirty WHERE contact_id IN ({in})", &[], &ids)?;
     Ok(PassReport { rescheduled: n, ..Default::default() })
 }
 

@@ -158,24 +158,7 @@ pub(crate) fn mark_segments_dirty(tx: &mut dyn Tx, ids: &[Uuid], now: Timestamp)
     if ids.is_empty() || !tx.exists("SELECT 1 FROM segments LIMIT 1", &[])? {
         return Ok(());
     }
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut values = Vec::with_capacity(sorted.len() * 2);
-    for id in sorted {
-        values.push(Value::Uuid(id));
-        values.push(Value::Time(now));
-    }
-    // DO UPDATE (not DO NOTHING) so that on PostgreSQL a mark made while the maintainer holds
-    // the row waits for it and lands after its delete, instead of being swallowed by it.
-    insert_many(
-        tx,
-        "INSERT INTO segment_dirty (contact_id, marked_at)",
-        2,
-        &values,
-        "ON CONFLICT (contact_id) DO UPDATE SET marked_at = excluded.marked_at",
-    )?;
-    Ok(())
+    crate::db::mark_queue(tx, "segment_dirty", ids, now)
 }
 
 /// Marks every contact a `SELECT contact_id …` query returns (links of a company, both ends

@@ -45,10 +45,6 @@ fn source(t: &TemplateInput) -> TemplateSource {
     }
 }
 
-fn layout_source(l: &MessageLayout) -> LayoutSource {
-    LayoutSource { name: l.name.clone(), html: l.html.clone(), text: l.text.clone() }
-}
-
 /// Template problems as a 400 whose errors name the part (`html`, `subject`, …) and line.
 fn problems(list: Vec<TemplateProblem>) -> ApiError {
     let errors: Vec<FieldError> = list
@@ -72,7 +68,7 @@ async fn check(s: &AppState, input: &TemplateInput) -> ApiResult<()> {
     let fields =
         s.store.list_custom_fields(Some(RecordType::Contact), PageRequest { limit: Some(500), cursor: None, sort: None }).await?;
     let shape = ContextShape::standard().with_custom_fields(fields.data.iter().map(|f| f.key.clone()));
-    let layouts: Vec<LayoutSource> = layouts.iter().map(layout_source).collect();
+    let layouts: Vec<LayoutSource> = layouts.iter().map(crate::email::layout_source).collect();
     tpl::check(&source(input), &layouts, &shape).map_err(problems)
 }
 
@@ -184,8 +180,8 @@ pub async fn preview(
     let template = s.store.get_template(parse_id(&id, "template")?).await?;
     let (all, layouts) = s.store.all_templates().await?;
     let sources: Vec<TemplateSource> =
-        all.iter().filter(|t| t.name.eq_ignore_ascii_case(&template.name)).map(stored_source).collect();
-    let templates = Templates::new(sources, layouts.iter().map(layout_source).collect()).map_err(problems)?;
+        all.iter().filter(|t| t.name.eq_ignore_ascii_case(&template.name)).map(crate::email::template_source).collect();
+    let templates = Templates::new(sources, layouts.iter().map(crate::email::layout_source).collect()).map_err(problems)?;
     let mut context = s.store.message_context(r.contact_id).await.map_err(|e| match e {
         rapport_store::StoreError::NotFound { .. } => {
             ApiError::bad_field("contact_id", format!("no contact has id {}", r.contact_id))
@@ -199,18 +195,6 @@ pub async fn preview(
         .render(&template.name, locale.as_deref(), &context)
         .map_err(|e| ApiError::bad_field("template", e.to_string()))?;
     Ok(Json(serde_json::json!({"subject": rendered.subject, "text": rendered.text, "html": rendered.html, "locale": locale})))
-}
-
-/// A stored template as the renderer reads it.
-fn stored_source(t: &MessageTemplate) -> TemplateSource {
-    TemplateSource {
-        name: t.name.clone(),
-        locale: t.locale.clone(),
-        subject: t.subject.clone(),
-        html: t.html.clone(),
-        text: t.text.clone(),
-        layout: t.layout.clone(),
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
