@@ -69,6 +69,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_templates.sql"),
         postgres: include_str!("../migrations/postgres/0009_templates.sql"),
     },
+    Migration {
+        version: 10,
+        name: "campaigns, deliverability and consent",
+        sqlite: include_str!("../migrations/sqlite/0010_campaigns.sql"),
+        postgres: include_str!("../migrations/postgres/0010_campaigns.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.
