@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_automation;
+mod bench_email;
 mod bench_ingest;
 mod bench_segments;
 mod config;
@@ -94,6 +95,10 @@ enum BenchCommand {
     /// date-trigger sweep, and event-to-run latency under ingest (SQLite, PostgreSQL or both)
     #[command(long_about = bench_automation::LONG_ABOUT)]
     Automation(bench_automation::AutomationArgs),
+    /// Rendering and sending 100,000 personalised emails to a local SMTP sink, beside postfix's
+    /// smtp-source against the same sink
+    #[command(long_about = bench_email::LONG_ABOUT)]
+    Email(bench_email::EmailArgs),
 }
 
 #[derive(Args)]
@@ -263,6 +268,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Recommendations(args)) => bench::run_recommendations(args).await,
         Command::Bench(BenchCommand::Segments(args)) => bench_segments::run(args, cli.database_url).await,
         Command::Bench(BenchCommand::Automation(args)) => bench_automation::run(args, cli.database_url).await,
+        Command::Bench(BenchCommand::Email(args)) => bench_email::run(args, cli.database_url).await,
     }
 }
 

@@ -27,10 +27,16 @@ struct Proc {
 
 impl Proc {
     async fn start(dir: &std::path::Path, database_url: &str) -> Proc {
+        Self::start_with(dir, database_url, &[]).await
+    }
+
+    /// `rapport serve` with further arguments, e.g. `--smtp-url`.
+    async fn start_with(dir: &std::path::Path, database_url: &str, args: &[&str]) -> Proc {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_rapport"))
             .args(["serve", "--clock", "manual", "--clock-start", "2026-01-01T00:00:00Z", "--bind"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(args)
             .env("RAPPORT_DATABASE_URL", database_url)
             .env("RAPPORT_BOOTSTRAP_KEY", KEY)
             .env("RUST_LOG", "error")
@@ -291,4 +297,153 @@ async fn two_instances_share_the_work_without_doing_anything_twice() {
     assert_eq!((runs, tasks, points, tags, task_steps), (300, 300, 300, 300, 300));
     drop((a, b));
     tokio::task::spawn_blocking(move || drop_pg_schema(&pg_url(), &schema)).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The email sender killed mid-delivery (issue #7)
+// ---------------------------------------------------------------------------------------------
+
+/// Recipients of the killed sender's messages.
+const RECIPIENTS: usize = 200;
+
+/// The value of a header in a raw message (first occurrence, unfolded lines only).
+fn header(raw: &str, name: &str) -> Option<String> {
+    raw.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+}
+
+/// `rapport serve` sends 200 birthday emails through an SMTP server the test runs and is
+/// killed with SIGKILL while it sends, several times, each time started again (with the clock
+/// moved past the claims' two-minute lease, so that what the dead process had claimed is
+/// claimed again). In the end every person has received their message.
+///
+/// What "exactly once" can mean here: a message goes out, the relay answers 250, and only then
+/// does Rapport write that it was sent. A kill between the two leaves a message the relay has
+/// but the outbox calls unsent; after the lease it is sent again, with the same Message-ID (so
+/// a receiving system can tell it is the same message, though the sink here, like most mail
+/// servers, does not drop it). Each session of the sender takes its next message only once the
+/// last one's outcome is written, and one delivery pass runs at a time, so a kill can leave at
+/// most one such message per session: the pool's 4 (the default limits). The test asserts
+/// exactly that: no message lost, no person with two different messages, every repeat carrying
+/// its first copy's Message-ID, and at most 4 repeats per kill.
+async fn killed_sender_sends_each_message_once(backend: Backend) {
+    use rapport_channels::email::sink::{Behaviour, SmtpSink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let Some((url, pg_db)) = tokio::task::spawn_blocking(move || database(backend, &path)).await.unwrap() else { return };
+    let sink = SmtpSink::start(Behaviour::accept()).await.expect("smtp sink");
+    let smtp = sink.url();
+    let args = ["--smtp-url", smtp.as_str()];
+    let sessions = rapport_channels::email::SendLimits::default().pool_size as usize;
+
+    let mut server = Proc::start_with(dir.path(), &url, &args).await;
+    server
+        .post(
+            "/api/v1/templates",
+            json!({"name": "birthday", "subject": "Happy birthday, {{ contact.first_name }}!",
+                   "text": "Hi {{ contact.first_name }}, all the best from all of us."}),
+        )
+        .await;
+    let mut people = Vec::new();
+    for i in 0..RECIPIENTS {
+        // Ten domains, so that the per-domain limit (10/s) is not what paces the sender.
+        let c = server
+            .post(
+                "/api/v1/contacts",
+                json!({"first_name": format!("P{i}"), "birthday": "--01-02", "time_zone": "UTC",
+                       "emails": [{"address": format!("p{i}@d{}.example", i % 10)}]}),
+            )
+            .await;
+        people.push(c["id"].as_str().unwrap().to_string());
+    }
+    let w = server
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "Birthday email", "trigger": {"kind": "date", "field": "birthday", "at": "09:00"},
+                   "steps": [{"action": "send_message", "channel": "email", "template": "birthday"}]}),
+        )
+        .await;
+    let id = w["id"].as_str().unwrap();
+    server.post(&format!("/api/v1/workflows/{id}/enable"), json!({})).await;
+
+    // 09:00 starts the runs, which queue the messages; the sender works through them at its
+    // default 50 a second, about 4 s for all. Each later step is past the lease of everything
+    // the killed process had claimed.
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut kills = 0;
+    let mut killed_mid_delivery = 0;
+    for at in ["2026-01-02T09:00:00Z", "2026-01-02T09:03:00Z", "2026-01-02T09:06:00Z", "2026-01-02T09:09:00Z"] {
+        let base = server.base.clone();
+        let mover = tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{base}/api/v1/admin/clock"))
+                .bearer_auth(KEY)
+                .json(&json!({"set": at}))
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+        });
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..1500))).await;
+        let received = sink.accepted() as usize;
+        server.kill();
+        kills += 1;
+        if received > 0 && received < RECIPIENTS {
+            killed_mid_delivery += 1;
+        }
+        let _ = mover.await;
+        server = Proc::start_with(dir.path(), &url, &args).await;
+    }
+    let state = server.post("/api/v1/admin/clock", json!({"set": "2026-01-02T09:12:00Z"})).await;
+    assert_eq!(state["pending"], false, "{state}");
+    assert!(killed_mid_delivery > 0, "no kill came while messages were being sent; the test proves nothing");
+
+    // What the relay received: one message per person, repeats only of a message cut off by a
+    // kill, with the same Message-ID.
+    let got = sink.messages();
+    let mut by_outbox_id: HashMap<String, (String, String, usize)> = HashMap::new();
+    for m in &got {
+        let raw = String::from_utf8_lossy(&m.data);
+        let outbox_id = header(&raw, "X-Rapport-Message").expect("an X-Rapport-Message header");
+        let message_id = header(&raw, "Message-ID").expect("a Message-ID");
+        assert_eq!(m.rcpt_to.len(), 1);
+        let entry = by_outbox_id.entry(outbox_id).or_insert_with(|| (message_id.clone(), m.rcpt_to[0].clone(), 0));
+        assert_eq!((&entry.0, &entry.1), (&message_id, &m.rcpt_to[0]), "a repeat is the same message to the same person");
+        entry.2 += 1;
+    }
+    let mut recipients: Vec<&str> = by_outbox_id.values().map(|(_, to, _)| to.as_str()).collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    assert_eq!(recipients.len(), RECIPIENTS, "everyone received a message");
+    assert_eq!(by_outbox_id.len(), RECIPIENTS, "nobody received two different messages");
+    let repeats = got.len() - RECIPIENTS;
+    assert!(
+        repeats <= kills * sessions,
+        "at most one repeat per session per kill: {repeats} repeats after {kills} kills with {sessions} sessions"
+    );
+    eprintln!("{kills} kills ({killed_mid_delivery} mid-delivery): {} messages received, {repeats} repeats", got.len());
+
+    // And the outbox agrees: each person's run queued one message and recorded it sent, once.
+    for p in &people {
+        let view = server.get(&format!("/api/v1/contacts/{p}/automation")).await;
+        let runs = view["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{view}");
+        let outcomes: Vec<&str> = runs[0]["steps"].as_array().unwrap().iter().filter_map(|s| s["outcome"].as_str()).collect();
+        assert_eq!(outcomes, ["queued", "sent"], "{view}");
+    }
+    server.kill();
+    if let Some(name) = pg_db {
+        tokio::task::spawn_blocking(move || drop_database(&name)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_email_sender_loses_nothing_and_repeats_only_in_flight_sqlite() {
+    killed_sender_sends_each_message_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_email_sender_loses_nothing_and_repeats_only_in_flight_postgres() {
+    killed_sender_sends_each_message_once(Backend::Postgres).await;
 }

@@ -76,6 +76,8 @@ macro_rules! both_backends {
 // so that they can use it.
 mod auth;
 mod automation;
+mod campaigns;
+mod consent;
 mod contacts;
 mod crash;
 mod email;
@@ -85,6 +87,7 @@ mod resources;
 mod segments;
 mod tasks;
 mod templates;
+mod tracking;
 mod ui;
 mod workflows;
 

@@ -223,8 +223,10 @@ pub const BUILT_IN_TYPES: &[&str] = &[
 
 /// Types only Rapport itself records.
 pub const SYSTEM_TYPES: &[&str] = &[
+    "consent.changed",
     "lifecycle.changed",
     "note.added",
+    "privacy.changed",
     "segment.entered",
     "segment.exited",
     "task.created",

@@ -5,7 +5,9 @@
 //! No IO, no async, no SQL, no HTTP live here.
 
 pub mod birthday;
+pub mod campaign;
 pub mod company;
+pub mod consent;
 pub mod contact;
 pub mod custom_field;
 pub mod email;

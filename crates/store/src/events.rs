@@ -491,9 +491,16 @@ fn create_lead(tx: &mut dyn Tx, store: &Store, e: &NewEvent) -> std::result::Res
     }
 }
 
-type Parsed = (Option<String>, std::result::Result<NewEvent, ValidationErrors>);
+pub(crate) type Parsed = (Option<String>, std::result::Result<NewEvent, ValidationErrors>);
 
-fn ingest_tx(tx: &mut dyn Tx, store: &Store, parsed: Vec<Parsed>, create_contact: bool, now: Timestamp) -> Result<IngestReport> {
+/// Stores parsed events inside the caller's transaction (see [`Store::ingest`]).
+pub(crate) fn ingest_tx(
+    tx: &mut dyn Tx,
+    store: &Store,
+    parsed: Vec<Parsed>,
+    create_contact: bool,
+    now: Timestamp,
+) -> Result<IngestReport> {
     let mut dir = Directory::load(tx, parsed.iter().filter_map(|(_, p)| p.as_ref().ok().map(|e| &e.contact)))?;
     let mut results = Vec::with_capacity(parsed.len());
     // Accepted-so-far events: the event, its contact, its Rapport id and its result's position.

@@ -4,12 +4,15 @@
 
 pub mod automation;
 mod bulk;
+pub mod campaigns;
 mod common;
 mod companies;
+pub mod consent;
 mod contacts;
 mod custom_fields;
 mod dashboard;
 pub mod db;
+mod deliverability;
 mod error;
 mod events;
 mod idempotency;
@@ -44,6 +47,10 @@ pub use bulk::{BulkReport, MAX_BULK};
 pub use companies::CompanyFilter;
 pub use contacts::ContactFilter;
 pub use dashboard::{Dashboard, RecentContact};
+pub use deliverability::{
+    AUTO_REPLY_EVENT, BounceOutcome, BounceReport, BounceType, DeliveryCheck, Engagement, EngagementOutcome, InboundReply,
+    IntakeStatus, ReplyOutcome, Suppression, address_key,
+};
 pub use error::StoreError;
 pub use events::{Amount, IngestReport, ItemResult, ItemStatus, TimelineEvent, TimelineFilter};
 pub use idempotency::{Created, IdempotencyKey};

@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 use crate::api::{
-    automation, companies, contacts, custom_fields, events, links, notes, relations, segments, tags, tasks, templates, users,
-    workflows,
+    automation, campaigns, companies, consent, contacts, custom_fields, deliverability, events, links, notes, relations,
+    segments, tags, tasks, templates, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +40,11 @@ use crate::api::{
         automation::read_notification, automation::deliveries,
         templates::list, templates::create, templates::read, templates::update, templates::remove, templates::preview,
         templates::layouts, templates::put_layout,
+        deliverability::bounces, deliverability::inbound_mail,
+        consent::list_topics, consent::create_topic, consent::read_topic, consent::update_topic, consent::delete_topic,
+        consent::contact_consent, consent::record_consent, consent::read_privacy, consent::put_privacy,
+        campaigns::list, campaigns::create, campaigns::read, campaigns::update, campaigns::remove, campaigns::send,
+        campaigns::pause, campaigns::resume, campaigns::cancel, campaigns::test_send, campaigns::stats,
     ),
     components(schemas(crate::error::Problem, rapport_core::FieldError)),
     modifiers(&BearerAuth),
@@ -58,6 +63,9 @@ use crate::api::{
         (name = "workflows", description = "Automation: when something happens to a contact, do these steps. The format is in docs/automation.md."),
         (name = "automation", description = "What workflows did and will do: runs per contact, the upcoming queue, manual starts, simulations, notifications, webhook deliveries."),
         (name = "templates", description = "Message templates (minijinja) and layouts, checked on save, previewed for a real contact."),
+        (name = "campaigns", description = "A template sent to a segment, now or at a local time, with a holdout to measure it against; statistics and conversions."),
+        (name = "consent", description = "Subscription topics, the consent ledger per contact (purpose, channel, source, legal basis, double opt-in) and privacy choices."),
+        (name = "email", description = "Mail that comes back: bounces and complaints (which suppress an address), answers and automatic answers. Opens and clicks are tracked at /t/o and /t/c; see docs/email.md."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

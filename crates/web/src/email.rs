@@ -3,17 +3,21 @@
 //! links every marketing message carries (`/u/{token}`: GET shows a page, POST unsubscribes at
 //! once, without cookies, as RFC 8058 one-click asks).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use rapport_channels::email::{EmailSender, ListUnsubscribe, Mailbox, OutgoingEmail};
+use rapport_channels::email::{EmailSender, ListUnsubscribe, Mailbox, OutgoingEmail, SendLimits};
 use rapport_channels::template::{LayoutSource, RenderError, TemplateSource, Templates};
 use rapport_channels::token::{self, Purpose};
 use rapport_store::automation::MessageResult;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -48,10 +52,131 @@ fn unsubscribe_url(public_url: &str, secret: &[u8], contact: Uuid, message: Uuid
     format!("{}/u/{t}", public_url.trim_end_matches('/'))
 }
 
-/// Sends the email messages that are due; returns how many it attempted.
+/// Messages claimed at once for each connection of the pool: enough that claiming (one write)
+/// is a small part of sending them, few enough that a batch goes out well within its lease.
+const CLAIM_PER_SESSION: usize = 64;
+const MAX_CLAIM: usize = 1000;
+/// Outcomes recorded in one transaction at most.
+const RECORD_BATCH: usize = 256;
+
+/// How many messages to claim at once. With rate limits, the whole batch must be able to go out
+/// within a quarter of the lease even if every message is for the same domain.
+fn claim_size(limits: SendLimits) -> usize {
+    let mut n = usize::try_from(limits.pool_size).unwrap_or(MAX_CLAIM).saturating_mul(CLAIM_PER_SESSION).clamp(50, MAX_CLAIM);
+    let quarter_lease = usize::try_from(LEASE_SECS / 4).unwrap_or(1);
+    for rate in [limits.per_second, limits.per_domain_per_second] {
+        if rate > 0 {
+            n = n.min(usize::try_from(rate).unwrap_or(usize::MAX).saturating_mul(quarter_lease));
+        }
+    }
+    n.max(1)
+}
+
+/// Where delivery passes have spent their time in this process, summed (see
+/// [`delivery_times`]); the sender keeps its own part ([`EmailSender::times`]).
+#[derive(Default)]
+struct Counters {
+    messages: AtomicU64,
+    claim: AtomicU64,
+    prepare: AtomicU64,
+    send_one: AtomicU64,
+    record: AtomicU64,
+    record_wait: AtomicU64,
+    transactions: AtomicU64,
+}
+
+static COUNTERS: Counters = Counters {
+    messages: AtomicU64::new(0),
+    claim: AtomicU64::new(0),
+    prepare: AtomicU64::new(0),
+    send_one: AtomicU64::new(0),
+    record: AtomicU64::new(0),
+    record_wait: AtomicU64::new(0),
+    transactions: AtomicU64::new(0),
+};
+
+fn add(to: &AtomicU64, d: Duration) {
+    to.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Time spent by [`deliver_due`] in this process so far, by part. The parts done by each
+/// session (`send_one`, `record_wait`) are summed over sessions, so with 16 sessions they grow
+/// up to 16 times as fast as the clock; `claim`, `prepare` and `record` are done once per pass
+/// or per transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryTimes {
+    pub messages: u64,
+    /// Claiming due messages (one write per pass).
+    pub claim: Duration,
+    /// Loading and compiling the templates (once per pass).
+    pub prepare: Duration,
+    /// Handling one message: the person's data, rendering, MIME, and handing it to the relay
+    /// ([`EmailSender::times`] says how much of it was the relay).
+    pub send_one: Duration,
+    /// Writing outcomes, per transaction.
+    pub record: Duration,
+    /// Sessions waiting for their outcome to be written before taking the next message.
+    pub record_wait: Duration,
+    /// Transactions that wrote outcomes.
+    pub transactions: u64,
+}
+
+pub fn delivery_times() -> DeliveryTimes {
+    let c = &COUNTERS;
+    let d = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+    DeliveryTimes {
+        messages: c.messages.load(Ordering::Relaxed),
+        claim: d(&c.claim),
+        prepare: d(&c.prepare),
+        send_one: d(&c.send_one),
+        record: d(&c.record),
+        record_wait: d(&c.record_wait),
+        transactions: c.transactions.load(Ordering::Relaxed),
+    }
+}
+
+/// One delivery pass at a time per channel (the background deliverer and the manual clock's
+/// handler both run passes): every session of a pass waits for its last message's outcome to
+/// be written before taking the next, so at most `pool_size` messages are ever accepted by the
+/// relay and not yet marked sent — the ones a crash would send again.
+fn pass_lock(channel: &Arc<EmailChannel>) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = Vec<(Weak<EmailChannel>, Arc<tokio::sync::Mutex<()>>)>;
+    static LOCKS: std::sync::Mutex<Locks> = std::sync::Mutex::new(Vec::new());
+    let mut locks = LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A live `Weak` keeps its allocation, so no other channel can have the same address.
+    locks.retain(|(w, _)| w.strong_count() > 0);
+    if let Some((_, lock)) = locks.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(channel))) {
+        return lock.clone();
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.push((Arc::downgrade(channel), lock.clone()));
+    lock
+}
+
+/// A message's outcome on its way to the database, and how its session learns it is written.
+type Outcome = (Uuid, MessageResult, oneshot::Sender<()>);
+
+/// Sends a batch of due email messages, as many at once as the relay pool has connections, and
+/// records their outcomes in shared transactions; returns how many it claimed.
+///
+/// Exactly once: a message is claimed with a lease, carries a Message-ID made from its outbox
+/// id (the same on every attempt), and is marked sent only after the relay accepted it. A
+/// session takes its next message only once the outcome of its last one is written, so a crash
+/// leaves at most one message per session accepted but unmarked; it is sent again, with the
+/// same Message-ID, when its lease runs out. A session starts no message whose lease could run
+/// out before its send times out (another instance may claim it then).
 pub async fn deliver_due(state: &AppState) -> usize {
     let Some(channel) = state.email.clone() else { return 0 };
-    let due = match state.store.claim_messages("email", 50, chrono::Duration::seconds(LEASE_SECS)).await {
+    let lock = pass_lock(&channel);
+    let _pass = lock.lock().await;
+    let limits = channel.sender.limits();
+    let lease = Duration::from_secs(LEASE_SECS.unsigned_abs());
+    let start_by = lease.saturating_sub(limits.timeout + Duration::from_secs(5)).max(lease / 4);
+
+    let claimed_at = Instant::now();
+    let due = state.store.claim_messages("email", claim_size(limits), chrono::Duration::seconds(LEASE_SECS)).await;
+    add(&COUNTERS.claim, claimed_at.elapsed());
+    let due = match due {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "could not claim email messages");
@@ -62,27 +187,85 @@ pub async fn deliver_due(state: &AppState) -> usize {
         return 0;
     }
     let n = due.len();
-    let prepared = match prepare(state).await {
-        Ok(p) => p,
+    COUNTERS.messages.fetch_add(n as u64, Ordering::Relaxed);
+    let t = Instant::now();
+    let prepared = prepare(state).await;
+    add(&COUNTERS.prepare, t.elapsed());
+    let prepared = match prepared {
+        Ok(p) => Arc::new(p),
         Err(e) => {
             tracing::warn!(error = %e, "could not load message templates; messages stay queued");
-            for m in due {
-                let at = state.store.now() + chrono::Duration::minutes(1);
-                let _ = state.store.finish_message(m.id, MessageResult::Retry { error: e.clone(), at }).await;
+            let at = state.store.now() + chrono::Duration::minutes(1);
+            let results = due.into_iter().map(|m| (m.id, MessageResult::Retry { error: e.clone(), at })).collect();
+            if let Err(e) = state.store.finish_messages(results).await {
+                tracing::warn!(error = %e, "could not put email messages back in the queue; they wait for their lease");
             }
             return n;
         }
     };
-    for m in due {
-        let result = send_one(state, &channel, &prepared, &m).await;
-        if let MessageResult::Failed { error } = &result {
-            tracing::warn!(message = %m.id, %error, "an email could not be sent");
-        }
-        if let Err(e) = state.store.finish_message(m.id, result).await {
-            tracing::warn!(error = %e, "could not record an email's outcome");
+
+    let sessions = usize::try_from(limits.pool_size).unwrap_or(1).clamp(1, n);
+    let queue = Arc::new(std::sync::Mutex::new(due.into_iter()));
+    let (outcomes, written) = mpsc::channel::<Outcome>(sessions);
+    let mut workers = JoinSet::new();
+    for _ in 0..sessions {
+        let (state, channel, prepared, queue, outcomes) =
+            (state.clone(), channel.clone(), prepared.clone(), queue.clone(), outcomes.clone());
+        workers.spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
+                let Some(m) = next else { return };
+                if claimed_at.elapsed() > start_by {
+                    // The rest wait for their lease to run out and are claimed again.
+                    return;
+                }
+                let t = Instant::now();
+                let result = send_one(&state, &channel, &prepared, &m).await;
+                add(&COUNTERS.send_one, t.elapsed());
+                if let MessageResult::Failed { error } = &result {
+                    tracing::warn!(message = %m.id, %error, "an email could not be sent");
+                }
+                let t = Instant::now();
+                let (ack, acked) = oneshot::channel();
+                if outcomes.send((m.id, result, ack)).await.is_err() || acked.await.is_err() {
+                    return;
+                }
+                add(&COUNTERS.record_wait, t.elapsed());
+            }
+        });
+    }
+    drop(outcomes);
+    record(&state.store, written).await;
+    while let Some(joined) = workers.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "an email session failed; its message is sent again after its lease");
         }
     }
     n
+}
+
+/// Writes outcomes as they come, each transaction taking all that arrived while the last was
+/// written (one per session at most), until every session has finished.
+async fn record(store: &rapport_store::Store, mut written: mpsc::Receiver<Outcome>) {
+    let mut arrived = Vec::with_capacity(RECORD_BATCH);
+    while written.recv_many(&mut arrived, RECORD_BATCH).await > 0 {
+        let (results, acks): (Vec<_>, Vec<_>) = arrived.drain(..).map(|(id, result, ack)| ((id, result), ack)).unzip();
+        let t = Instant::now();
+        if let Err(e) = store.finish_messages(results.clone()).await {
+            // One bad row must not keep the others unrecorded: write them one by one.
+            tracing::warn!(error = %e, "could not record email outcomes together; recording them one by one");
+            for (id, result) in results {
+                if let Err(e) = store.finish_message(id, result).await {
+                    tracing::warn!(message = %id, error = %e, "could not record an email's outcome; it is sent again after its lease");
+                }
+            }
+        }
+        add(&COUNTERS.record, t.elapsed());
+        COUNTERS.transactions.fetch_add(1, Ordering::Relaxed);
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 /// A stored template as the renderer reads it.
@@ -131,6 +314,13 @@ async fn send_one(
         Ok(mb) => mb,
         Err(e) => return failed(format!("{address} is not an address the relay can carry: {e}")),
     };
+    let check = match state.store.delivery_check(m.id, &address).await {
+        Ok(c) => c,
+        Err(e) => return MessageResult::Retry { error: e.to_string(), at: state.store.now() + retry_after(m.attempt) },
+    };
+    if let Some(s) = &check.suppressed {
+        return failed(suppressed_reason(&address, s));
+    }
     let mut context = match state.store.message_context(m.contact_id).await {
         Ok(c) => c,
         Err(rapport_store::StoreError::NotFound { .. }) => return failed("the contact was deleted".into()),
@@ -138,13 +328,22 @@ async fn send_one(
     };
     let unsubscribe = unsubscribe_url(&channel.public_url, &p.secret, m.contact_id, m.id);
     context["unsubscribe_url"] = serde_json::json!(unsubscribe);
-    context["preferences_url"] = serde_json::json!(unsubscribe);
+    context["preferences_url"] =
+        serde_json::json!(crate::preferences::preferences_url(&channel.public_url, &p.secret, m.contact_id, m.id));
     let locale = context["contact"]["locale"].as_str().map(str::to_string);
-    let rendered = match p.templates.render(&m.template, locale.as_deref(), &context) {
+    let preferences = context["preferences_url"].as_str().unwrap_or_default().to_string();
+    let mut rendered = match p.templates.render(&m.template, locale.as_deref(), &context) {
         Ok(r) => r,
         Err(RenderError::NotFound { .. }) => return failed(format!("no email template is named \"{}\"", m.template)),
         Err(e) => return failed(format!("the template \"{}\" did not render: {e}", m.template)),
     };
+    // Opens and clicks, unless this is a test send or the person asked not to be tracked.
+    if check.track
+        && let Some(html) = &rendered.html
+    {
+        let keep = [unsubscribe.as_str(), preferences.as_str()];
+        rendered.html = Some(crate::tracking::track_html(html, &channel.public_url, &p.secret, m.contact_id, m.id, &keep));
+    }
     let domain = channel.from.email.domain().to_string();
     let email = OutgoingEmail {
         message_id: format!("<{}@{domain}>", m.id),
@@ -166,6 +365,16 @@ async fn send_one(
     }
 }
 
+/// Why a message to a suppressed address is not sent, for the outbox row and the run's history.
+fn suppressed_reason(address: &str, s: &rapport_store::Suppression) -> String {
+    let on = s.since.format("%Y-%m-%d");
+    match s.reason.as_str() {
+        "hard_bounce" => format!("the address {address} bounced permanently on {on}; it is not mailed again"),
+        "complaint" => format!("the address {address} reported our email as spam on {on}; it is not mailed again"),
+        _ => format!("the address {address} is suppressed since {on}; it is not mailed again"),
+    }
+}
+
 /// Sends due email every second. A crash mid-send leaves the message claimed until its lease
 /// runs out; it is then sent again with the same Message-ID.
 pub async fn email_deliverer(state: AppState) {
@@ -184,7 +393,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/u/{token}", get(unsubscribe_page).post(unsubscribe_now))
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\

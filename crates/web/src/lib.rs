@@ -9,7 +9,9 @@ pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod password;
+pub mod preferences;
 pub mod telemetry;
+pub mod tracking;
 pub mod ui;
 
 use std::future::Future;
@@ -88,6 +90,8 @@ pub struct AppState {
     pub login_limiter: Arc<ui::auth::LoginLimiter>,
     /// Wakes this instance's automation worker (new events, a manual start).
     pub automation_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this instance's campaign worker (a campaign was sent or resumed).
+    pub campaign_wake: Arc<tokio::sync::Notify>,
     /// Delivers `webhook` steps; `None` leaves deliveries pending (tests that check the queue).
     pub webhooks: Option<Arc<ops::WebhookSender>>,
     /// Sends email from the outbox; `None` when no SMTP relay is configured.
@@ -104,6 +108,7 @@ impl AppState {
             manual_clock: None,
             login_limiter: Arc::new(ui::auth::LoginLimiter::default()),
             automation_wake: Arc::new(tokio::sync::Notify::new()),
+            campaign_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: None,
             email: None,
         }
@@ -143,10 +148,13 @@ pub fn router(state: AppState) -> Router {
         .merge(api::users::routes())
         .merge(api::events::routes(state.config.max_ingest_body_bytes))
         .merge(api::segments::routes())
+        .merge(api::campaigns::routes())
         .merge(api::tasks::routes())
         .merge(api::workflows::routes())
         .merge(api::automation::routes())
         .merge(api::templates::routes())
+        .merge(api::deliverability::routes())
+        .merge(api::consent::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -160,6 +168,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .merge(ops::routes())
         .merge(email::routes())
+        .merge(tracking::routes())
+        .merge(preferences::routes())
         .merge(docs::routes())
         .merge(ui::routes(state.clone()))
         .fallback(ops::not_found)
@@ -187,6 +197,7 @@ pub async fn serve(
     let segments = tokio::spawn(ops::segment_maintainer(state.clone()));
     let automation = tokio::spawn(ops::automation_worker(state.clone()));
     let webhooks = tokio::spawn(ops::webhook_deliverer(state.clone()));
+    let campaigns = tokio::spawn(ops::campaign_worker(state.clone()));
     let email = tokio::spawn(email::email_deliverer(state));
     // The peer address feeds the per-address limit on sign-in attempts.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -196,6 +207,7 @@ pub async fn serve(
     segments.abort();
     automation.abort();
     webhooks.abort();
+    campaigns.abort();
     email.abort();
     result
 }

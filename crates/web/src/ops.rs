@@ -159,6 +159,30 @@ pub async fn automation_worker(state: AppState) {
     }
 }
 
+/// Moves campaigns along: starts scheduled ones, chooses audiences and queues their messages in
+/// batches. Any number of instances may run it: each batch is one transaction over rows no
+/// other instance holds.
+pub async fn campaign_worker(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.automation_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.campaign_wake.notified() => {}
+        }
+        loop {
+            match state.store.campaign_pass().await {
+                Ok(0) => break,
+                Ok(n) => tracing::debug!(work = n, "campaigns moved on"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "campaign pass failed; trying again shortly");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Delivers the webhook calls workflow runs queued: signs them with the configured secrets and
 /// keeps them to the address policy.
 pub struct WebhookSender {

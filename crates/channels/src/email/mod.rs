@@ -10,6 +10,7 @@
 //!
 //! [`sink`] is a small SMTP server for tests and benchmarks.
 
+pub mod inbound;
 mod mime;
 mod rate;
 mod sender;
@@ -21,7 +22,7 @@ mod tests;
 pub use lettre::Address;
 pub use lettre::message::Mailbox;
 pub use mime::build_mime;
-pub use sender::EmailSender;
+pub use sender::{EmailSender, SendTimes};
 pub use settings::{Security, SendLimits, SmtpSettings};
 
 /// One message as the outbox row describes it, already rendered.

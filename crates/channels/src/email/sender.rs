@@ -12,6 +12,7 @@
 //! 2 cores): lettre's separate small write waited for the server's delayed ACK, 40 ms each.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +62,30 @@ struct Inner {
     /// Connections free for the next message, the most recently used last.
     idle: Mutex<Vec<Idle>>,
     rate: RateLimiter,
+    times: Times,
+}
+
+/// Nanoseconds spent in each part of [`EmailSender::send`], summed over all sends.
+#[derive(Default)]
+struct Times {
+    sends: AtomicU64,
+    mime: AtomicU64,
+    waiting: AtomicU64,
+    smtp: AtomicU64,
+}
+
+/// Where [`EmailSender::send`] has spent its time since the sender was made, summed over all
+/// sends (concurrent sends each count in full): for benchmarks and for telling a slow relay
+/// from a slow Rapport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendTimes {
+    pub sends: u64,
+    /// Building the MIME message and its bytes.
+    pub mime: Duration,
+    /// Waiting for the rate limits and a free connection.
+    pub waiting: Duration,
+    /// Connecting (when no pooled connection was free) and the SMTP transaction.
+    pub smtp: Duration,
 }
 
 struct Idle {
@@ -102,8 +127,16 @@ impl EmailSender {
                 tls,
                 credentials,
                 redactor,
+                times: Times::default(),
             }),
         })
+    }
+
+    /// Where sending has spent its time so far.
+    pub fn times(&self) -> SendTimes {
+        let t = &self.inner.times;
+        let d = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        SendTimes { sends: t.sends.load(Ordering::Relaxed), mime: d(&t.mime), waiting: d(&t.waiting), smtp: d(&t.smtp) }
     }
 
     pub fn settings(&self) -> &SmtpSettings {
@@ -116,10 +149,19 @@ impl EmailSender {
 
     /// Renders `m`, waits for the rate limits and a free connection, and sends it.
     pub async fn send(&self, m: &OutgoingEmail) -> Result<Accepted, SendError> {
+        let times = &self.inner.times;
+        let started = Instant::now();
+        times.sends.fetch_add(1, Ordering::Relaxed);
         let message = build_message(m).map_err(|message| SendError::Permanent { message })?;
         let bytes = formatted(&message);
+        let built = Instant::now();
+        add(&times.mime, built - started);
         self.inner.rate.wait(m.to.email.domain()).await;
-        let _slot = self.inner.slots.acquire().await.map_err(|_| self.inner.temporary("the sender is shut down".to_owned()))?;
+        let slot = self.inner.slots.acquire().await;
+        let connected = Instant::now();
+        add(&times.waiting, connected - built);
+        let _slot = slot.map_err(|_| self.inner.temporary("the sender is shut down".to_owned()))?;
+        let _smtp = AddOnDrop { to: &times.smtp, since: connected };
         let limit = self.inner.limits.timeout;
         let attempt = timeout(limit, async {
             let mut connection = self.inner.checkout().await?;
@@ -141,6 +183,22 @@ impl EmailSender {
         for mut idle in idle {
             timeout(QUIT_WAIT, idle.connection.quit()).await.ok();
         }
+    }
+}
+
+fn add(to: &AtomicU64, d: Duration) {
+    to.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Adds the time since `since` to `to` when the send ends, however it ends.
+struct AddOnDrop<'a> {
+    to: &'a AtomicU64,
+    since: Instant,
+}
+
+impl Drop for AddOnDrop<'_> {
+    fn drop(&mut self) {
+        add(self.to, self.since.elapsed());
     }
 }
 

@@ -37,7 +37,6 @@ CREATE TABLE campaign_recipients (
     -- 'pending' (not yet queued), 'queued' (has an outbox row), 'holdout', 'skipped' (a guard).
     state       TEXT NOT NULL CHECK (state IN ('pending', 'queued', 'holdout', 'skipped')),
     reason      TEXT,
-    message_id  BLOB,
     PRIMARY KEY (campaign_id, contact_id)
 ) WITHOUT ROWID;
 CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign_id, contact_id) WHERE state = 'pending';
@@ -53,7 +52,7 @@ ALTER TABLE message_outbox ADD COLUMN bounced_at INTEGER;
 ALTER TABLE message_outbox ADD COLUMN complained_at INTEGER;
 ALTER TABLE message_outbox ADD COLUMN unsubscribed_at INTEGER;
 ALTER TABLE message_outbox ADD COLUMN replied_at INTEGER;
-CREATE INDEX message_outbox_campaign ON message_outbox (campaign_id) WHERE campaign_id IS NOT NULL;
+CREATE INDEX message_outbox_campaign ON message_outbox (campaign_id, contact_id) WHERE campaign_id IS NOT NULL;
 
 -- Addresses that must not be mailed again: a hard bounce or a spam complaint.
 CREATE TABLE email_suppressions (

@@ -38,7 +38,7 @@ use crate::db::{Tx, insert_many};
 use crate::value::Value;
 use crate::{Result, Store, StoreError};
 
-pub use outbox::{MessageResult, PendingMessage};
+pub use outbox::{MessageResult, NewMessage, PendingMessage};
 pub use runs::ManualStart;
 pub use simulate::{Simulation, SimulationSample};
 pub use stats::{WorkflowRunRow, WorkflowRunStats};

@@ -644,6 +644,14 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
         )?;
         return Ok(Outcome::Next);
     }
+    // "Do not contact" stops marketing on every channel, whatever the consent says.
+    if let Some(r) =
+        tx.query_opt("SELECT changed_at FROM contact_privacy WHERE contact_id = $1 AND do_not_contact", &[cx.contact.id.into()])?
+    {
+        let when = r.time(0)?.format("%Y-%m-%d");
+        cx.record(tx, p, name, "blocked", &format!("they asked not to be contacted (do not contact, since {when})"))?;
+        return Ok(Outcome::Next);
+    }
     if let Some(r) = tx.query_opt(
         "SELECT changed_at FROM contact_subscriptions WHERE contact_id = $1 AND topic = '*' AND NOT subscribed",
         &[cx.contact.id.into()],

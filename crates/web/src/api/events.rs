@@ -241,14 +241,16 @@ pub async fn move_clock(
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while tokio::time::Instant::now() < deadline {
         let done = s.store.automation_until_idle(100).await?;
+        let campaign_work = s.store.campaign_pass().await?;
         crate::ops::deliver_due_webhooks(&s).await;
         while crate::email::deliver_due(&s).await > 0 {}
         let more = super::segments::bring_up_to_date(&s).await?;
         segments.entered += more.entered;
         segments.exited += more.exited;
         automation.add(done);
-        if done.is_idle() && more.entered + more.exited == 0 {
+        if done.is_idle() && campaign_work == 0 && more.entered + more.exited == 0 {
             pending = s.store.automation_pending().await?
+                || s.store.campaigns_due().await?
                 || s.store.webhooks_due().await?
                 || (s.email.is_some() && s.store.messages_due().await?);
             if !pending {

@@ -2,9 +2,12 @@
 //! one store method, and render.
 
 pub mod automation;
+pub mod campaigns;
 pub mod companies;
+pub mod consent;
 pub mod contacts;
 pub mod custom_fields;
+pub mod deliverability;
 pub mod events;
 pub mod links;
 pub mod notes;
