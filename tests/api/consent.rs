@@ -85,6 +85,10 @@ both_backends! {
         assert_eq!(app.delete("/api/v1/subscription-topics/news").await.status, 204);
         app.get("/api/v1/subscription-topics/news").await.expect_problem(404);
         app.delete("/api/v1/subscription-topics/news").await.expect_problem(404);
+        let spec = send(app.anon(Method::GET, "/api/openapi.json")).await.json;
+        for path in ["/api/v1/subscription-topics/{key}", "/api/v1/contacts/{id}/consent", "/api/v1/contacts/{id}/privacy"] {
+            assert!(spec["paths"][path].is_object(), "{path} is in the OpenAPI document");
+        }
     }
 
     async fn the_ledger_is_append_only_and_double_opt_in_waits_for_confirmation(app) {

@@ -824,8 +824,8 @@ fn conversions(tx: &mut dyn Tx, store: &Store, c: &Campaign, sent: i64) -> Resul
     Ok(Conversions {
         window_days: days,
         base_currency: rules.base_currency.clone(),
-        lift: (with_holdout && holdout.rate > 0.0).then(|| (messaged.rate - holdout.rate) / holdout.rate),
-        incremental_conversions: with_holdout.then(|| (messaged.rate - holdout.rate) * messaged.people as f64),
+        lift: (with_holdout && holdout.rate > 0.0).then_some((messaged.rate - holdout.rate) / holdout.rate),
+        incremental_conversions: with_holdout.then_some((messaged.rate - holdout.rate) * messaged.people as f64),
         messaged,
         holdout,
     })

@@ -101,7 +101,7 @@ pub fn parse(raw: &[u8]) -> Result<Inbound, InboundError> {
 }
 
 /// The header `name`'s value (unfolded, trimmed), case-insensitively.
-fn header<'a>(m: &'a Message<'_>, name: &str) -> Option<String> {
+fn header(m: &Message<'_>, name: &str) -> Option<String> {
     m.headers_raw().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| unfold(v))
 }
 
@@ -185,11 +185,11 @@ fn report(m: &Message<'_>) -> Option<Vec<Bounce>> {
         } else if let PartType::Message(returned) = &part.body {
             ids_in_headers(returned, &mut refs);
             returned_to = returned.to().and_then(|a| a.first()).and_then(|a| a.address.as_deref().map(str::to_string));
-        } else if content_type_is(part, "text", &["rfc822-headers"]) || content_type_is(part, "message", &["rfc822-headers"]) {
-            if let Some(headers) = MessageParser::default().parse_headers(part.contents()) {
-                ids_in_headers(&headers, &mut refs);
-                returned_to = headers.to().and_then(|a| a.first()).and_then(|a| a.address.as_deref().map(str::to_string));
-            }
+        } else if (content_type_is(part, "text", &["rfc822-headers"]) || content_type_is(part, "message", &["rfc822-headers"]))
+            && let Some(headers) = MessageParser::default().parse_headers(part.contents())
+        {
+            ids_in_headers(&headers, &mut refs);
+            returned_to = headers.to().and_then(|a| a.first()).and_then(|a| a.address.as_deref().map(str::to_string));
         }
     }
     if status_text.is_none() && feedback_text.is_none() {
