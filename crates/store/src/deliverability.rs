@@ -223,7 +223,8 @@ impl Store {
     /// Whether `address` may be mailed, and whether message `message_id` may carry tracking.
     pub async fn delivery_check(&self, message_id: Uuid, address: &str) -> Result<DeliveryCheck> {
         let key = address_key(address);
-        self.read(move |tx| {
+        // Two lookups by key, once per message sent: in place when a reader is free.
+        self.read_point_snapshot(move |tx| {
             let suppressed = tx
                 .query_opt("SELECT reason, detail, created_at FROM email_suppressions WHERE address_key = $1", &[key.into()])?
                 .map(|r| {

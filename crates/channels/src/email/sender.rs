@@ -23,7 +23,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
@@ -89,8 +89,15 @@ pub struct SendTimes {
 }
 
 struct Idle {
-    connection: AsyncSmtpConnection,
+    connection: Connection,
     since: Instant,
+}
+
+/// An open, logged-in connection to the relay.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    /// The relay offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go out in one write.
+    pipelining: bool,
 }
 
 impl EmailSender {
@@ -181,7 +188,7 @@ impl EmailSender {
         self.inner.slots.close();
         let idle = std::mem::take(&mut *self.inner.lock_idle());
         for mut idle in idle {
-            timeout(QUIT_WAIT, idle.connection.quit()).await.ok();
+            timeout(QUIT_WAIT, idle.connection.smtp.quit()).await.ok();
         }
     }
 }
@@ -210,11 +217,7 @@ impl fmt::Debug for EmailSender {
 
 impl Inner {
     /// Reports a finished transaction and decides the connection's fate.
-    async fn settle(
-        &self,
-        mut connection: AsyncSmtpConnection,
-        result: Result<Response, Failure>,
-    ) -> Result<Accepted, SendError> {
+    async fn settle(&self, mut connection: Connection, result: Result<Response, Failure>) -> Result<Accepted, SendError> {
         match result {
             Ok(response) => {
                 self.checkin(connection);
@@ -226,12 +229,12 @@ impl Inner {
                 Ok(Accepted { reply })
             }
             Err(Failure::Refused(error)) => {
-                // After a negative reply the conversation is still in step (nothing is
-                // pipelined): RSET and keep the connection, or a campaign with many dead
-                // addresses reconnects, TLS and login included, after each. 421 means the
-                // server is closing; a broken or garbled connection is dropped.
+                // After a negative reply the conversation is still in step (a pipelined
+                // group's replies are all read): RSET and keep the connection, or a campaign
+                // with many dead addresses reconnects, TLS and login included, after each. 421
+                // means the server is closing; a broken or garbled connection is dropped.
                 let in_step = error.status().is_some_and(|code| code.to_string() != "421");
-                if in_step && matches!(timeout(QUIT_WAIT, connection.command(Rset)).await, Ok(Ok(_))) {
+                if in_step && matches!(timeout(QUIT_WAIT, connection.smtp.command(Rset)).await, Ok(Ok(_))) {
                     self.checkin(connection);
                 }
                 Err(self.classify(&error))
@@ -244,20 +247,20 @@ impl Inner {
     }
 
     /// The most recently used idle connection that still answers, or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn checkout(&self) -> Result<Connection, SendError> {
         loop {
             let Some(Idle { mut connection, since }) = self.lock_idle().pop() else {
                 return self.connect().await;
             };
             let idle = since.elapsed();
-            if idle > IDLE_LIMIT || (idle > PROBE_AFTER && !connection.test_connected().await) {
+            if idle > IDLE_LIMIT || (idle > PROBE_AFTER && !connection.smtp.test_connected().await) {
                 continue;
             }
             return Ok(connection);
         }
     }
 
-    fn checkin(&self, connection: AsyncSmtpConnection) {
+    fn checkin(&self, connection: Connection) {
         self.lock_idle().push(Idle { connection, since: Instant::now() });
     }
 
@@ -267,7 +270,7 @@ impl Inner {
 
     /// Connects, secures and logs in. Every failure here is temporary: it is the relay or the
     /// configuration at fault, not the message.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let settings = &self.settings;
         let server = settings.server();
         let failed = |step: &str, error: SmtpError| self.temporary(format!("{step} {server}: {}", describe(&error)));
@@ -309,6 +312,14 @@ impl Inner {
             _ => {}
         }
 
+        // lettre keeps the extensions it uses, not PIPELINING: ask again (before AUTH, as a
+        // new EHLO may reset the session) and read the keywords ourselves.
+        let ehlo = connection.command(Ehlo::new(self.hello.clone())).await.map_err(|e| failed("greeting", e))?;
+        let pipelining = ehlo
+            .message()
+            .skip(1)
+            .any(|line| line.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING")));
+
         if let Some(credentials) = &self.credentials {
             if !connection.is_encrypted() && settings.security() != Security::None {
                 connection.abort().await;
@@ -318,7 +329,7 @@ impl Inner {
             }
             connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(|e| failed("logging in to", e))?;
         }
-        Ok(connection)
+        Ok(Connection { smtp: connection, pipelining })
     }
 
     /// A failed transaction: a 5xx reply is permanent; a 4xx reply, a broken connection or an
@@ -353,7 +364,9 @@ impl From<SmtpError> for Failure {
 
 /// MAIL, RCPT, DATA, then the message with its closing dot in one write. lettre's own `send`
 /// writes the closing dot separately, which is one more small segment per message.
-async fn transaction(connection: &mut AsyncSmtpConnection, envelope: &Envelope, bytes: &[u8]) -> Result<Response, Failure> {
+async fn transaction(connection: &mut Connection, envelope: &Envelope, bytes: &[u8]) -> Result<Response, Failure> {
+    let pipelining = connection.pipelining;
+    let connection = &mut connection.smtp;
     // lettre renders messages from strings, so they are UTF-8; mostly 7-bit ASCII too.
     let text = std::str::from_utf8(bytes).map_err(|_| Failure::Unsendable("the message is not UTF-8"))?;
     let mut parameters = Vec::new();
@@ -371,12 +384,52 @@ async fn transaction(connection: &mut AsyncSmtpConnection, envelope: &Envelope, 
         }
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    connection.command(Mail::new(envelope.from().cloned(), parameters)).await?;
-    for recipient in envelope.to() {
-        connection.command(Rcpt::new(recipient.clone(), Vec::new())).await?;
+    let mail = Mail::new(envelope.from().cloned(), parameters);
+    let recipients: Vec<Rcpt> = envelope.to().iter().map(|r| Rcpt::new(r.clone(), Vec::new())).collect();
+    if pipelining {
+        // One write, then every reply in order, whatever each says, so that the conversation
+        // stays in step. Half the round trips: `rapport bench email` (16 connections to the
+        // loopback sink, release build) went from 5,750 to 6,650 messages a second.
+        let mut refused = connection.command(Pipelined { mail: &mail, recipients: &recipients }).await.err();
+        for _ in &recipients {
+            let reply = connection.read_response().await;
+            refused = refused.or(reply.err());
+        }
+        let data = connection.read_response().await;
+        match (refused, data) {
+            (None, Ok(_)) => {}
+            (Some(error), Ok(_)) => {
+                // A server must refuse DATA when MAIL or every RCPT was refused (RFC 2920);
+                // one that did not gets an empty message, which it has nobody to deliver to.
+                connection.command(".\r\n").await?;
+                return Err(error.into());
+            }
+            (Some(error), Err(_)) | (None, Err(error)) => return Err(error.into()),
+        }
+    } else {
+        connection.command(mail).await?;
+        for recipient in recipients {
+            connection.command(recipient).await?;
+        }
+        connection.command(Data).await?;
     }
-    connection.command(Data).await?;
     Ok(connection.command(DotStuffed(text)).await?)
+}
+
+/// MAIL, the RCPTs and DATA as one pipelined group (each command renders with its CRLF).
+struct Pipelined<'a> {
+    mail: &'a Mail,
+    recipients: &'a [Rcpt],
+}
+
+impl fmt::Display for Pipelined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.mail)?;
+        for recipient in self.recipients {
+            write!(f, "{recipient}")?;
+        }
+        write!(f, "{Data}")
+    }
 }
 
 /// A message as sent after DATA: a dot doubled at the start of every line, then the lone dot.

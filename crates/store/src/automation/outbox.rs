@@ -143,7 +143,9 @@ impl Store {
     pub async fn message_context(&self, contact_id: Uuid) -> Result<Json> {
         let store = self.clone();
         let recommendations = self.recommendations(contact_id, 5).await?;
-        self.read(move |tx| {
+        // Index probes by one contact's id: run in place when a reader is free. Handing them to
+        // the blocking pool and back cost more than the reads (`rapport bench email`).
+        self.read_point_snapshot(move |tx| {
             let contact = crate::contacts::load(tx, contact_id)?;
             let profile = crate::profiles::profile_view(tx, &store, contact_id)?;
             let owner = match contact.owner_id {
@@ -277,16 +279,11 @@ fn record_outcome(tx: &mut dyn crate::db::Tx, now: Timestamp, id: Uuid, result: 
         MessageResult::Retry { error, at } => ("queued", Some(*at), Some(error.clone()), None),
         MessageResult::Failed { error } => ("failed", None, Some(error.clone()), None),
     };
-    tx.execute(
+    let Some(r) = tx.query_opt(
         "UPDATE message_outbox SET status = $2, next_attempt_at = $3, status_reason = $4, sent_at = $5, lease_until = NULL, \
-         updated_at = $6 WHERE id = $1",
+         updated_at = $6 WHERE id = $1 RETURNING run_id, idempotency_key, channel, template",
         &[id.into(), status.into(), next.into(), reason.into(), sent.into(), now.into()],
-    )?;
-    if matches!(result, MessageResult::Retry { .. }) {
-        return Ok(());
-    }
-    let Some(r) =
-        tx.query_opt("SELECT run_id, idempotency_key, channel, template FROM message_outbox WHERE id = $1", &[id.into()])?
+    )?
     else {
         return Ok(());
     };
