@@ -54,6 +54,54 @@ pub struct Config {
     pub automation: AutomationConfig,
     /// Outgoing webhooks of workflows (the `[webhooks]` table).
     pub webhooks: WebhooksConfig,
+    /// How fast and how wide email goes out (the `[email]` table).
+    pub email: EmailConfig,
+    /// SMS and chat providers (the `[messaging]` table).
+    pub messaging: MessagingConfig,
+}
+
+/// `[email]` in rapport.toml: the sender's pace, kept gentle by default for a shared relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// Messages per second over all recipients; 0 for no limit.
+    pub per_second: u32,
+    /// Messages per second to one recipient domain; 0 for no limit.
+    pub per_domain_per_second: u32,
+    /// Connections to the relay at most (messages in flight at once).
+    pub connections: u32,
+    /// Seconds one message may take (connecting, logging in, the transaction).
+    pub timeout_secs: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        let d = rapport_channels::email::SendLimits::default();
+        Self {
+            per_second: d.per_second,
+            per_domain_per_second: d.per_domain_per_second,
+            connections: d.pool_size,
+            timeout_secs: d.timeout.as_secs(),
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The sender's limits, or what is wrong with them.
+    pub fn limits(&self) -> anyhow::Result<rapport_channels::email::SendLimits> {
+        anyhow::ensure!(
+            (1..=256).contains(&self.connections),
+            "email.connections: {} is out of range; use 1 to 256",
+            self.connections
+        );
+        anyhow::ensure!(self.timeout_secs >= 1, "email.timeout_secs: must be at least 1");
+        Ok(rapport_channels::email::SendLimits {
+            per_second: self.per_second,
+            per_domain_per_second: self.per_domain_per_second,
+            pool_size: self.connections,
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+        })
+    }
 }
 
 /// `[automation]` in rapport.toml.
@@ -71,6 +119,8 @@ pub struct AutomationConfig {
     pub max_emails_per_week: u32,
     /// At most this many marketing text messages per person in 7 days.
     pub max_sms_per_week: u32,
+    /// At most this many marketing chat messages per person in 7 days.
+    pub max_chat_per_week: u32,
 }
 
 impl Default for AutomationConfig {
@@ -81,6 +131,7 @@ impl Default for AutomationConfig {
             max_messages_per_week: 3,
             max_emails_per_week: 2,
             max_sms_per_week: 1,
+            max_chat_per_week: 1,
         }
     }
 }
@@ -108,6 +159,7 @@ impl AutomationConfig {
                 FrequencyCap { channel: None, max: self.max_messages_per_week, per: week },
                 FrequencyCap { channel: Some(MessageChannel::Email), max: self.max_emails_per_week, per: week },
                 FrequencyCap { channel: Some(MessageChannel::Sms), max: self.max_sms_per_week, per: week },
+                FrequencyCap { channel: Some(MessageChannel::Chat), max: self.max_chat_per_week, per: week },
             ],
             ready_channels: Vec::new(),
         })
@@ -124,6 +176,61 @@ pub struct WebhooksConfig {
     pub allow_hosts: Vec<String>,
     /// Signing secrets by the name workflows give as `secret_ref` (`[webhooks.secrets]`).
     pub secrets: Secrets,
+}
+
+/// `[messaging]` in rapport.toml: the provider webhook of each text channel. A channel without
+/// one keeps its messages in the outbox, marked unsendable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// `[messaging.sms]`; also `RAPPORT_SMS_URL`, `RAPPORT_SMS_SECRET`, `RAPPORT_SMS_AUTH_TOKEN`.
+    pub sms: Option<ProviderConfig>,
+    /// `[messaging.chat]`; also `RAPPORT_CHAT_URL`, `RAPPORT_CHAT_SECRET`, `RAPPORT_CHAT_AUTH_TOKEN`.
+    pub chat: Option<ProviderConfig>,
+}
+
+/// One text channel's provider (see docs/messaging.md for the request it receives).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Where each message is posted.
+    pub url: String,
+    /// Signs each request (`Rapport-Signature`), as webhooks are signed.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// More headers for each request (`[messaging.sms.headers]`).
+    #[serde(default)]
+    pub headers: Secrets,
+    /// Let the URL be a private or loopback address (a gateway on the same host).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("headers", &self.headers)
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
+}
+
+impl ProviderConfig {
+    pub fn settings(&self) -> rapport_channels::messaging::ProviderSettings {
+        rapport_channels::messaging::ProviderSettings {
+            url: self.url.clone(),
+            secret: self.secret.clone(),
+            auth_token: self.auth_token.clone(),
+            headers: self.headers.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            allow_private: self.allow_private,
+        }
+    }
 }
 
 /// Webhook signing secrets; never printed.
@@ -159,6 +266,8 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".into(),
             automation: AutomationConfig::default(),
             webhooks: WebhooksConfig::default(),
+            email: EmailConfig::default(),
+            messaging: MessagingConfig::default(),
         }
     }
 }
@@ -208,6 +317,15 @@ impl Config {
             "public_url",
         ];
         fig = fig.merge(Env::prefixed("RAPPORT_").filter(move |k| known.contains(&k.as_str().to_ascii_lowercase().as_str())));
+        // RAPPORT_SMS_URL → messaging.sms.url, and so on for chat.
+        for (prefix, channel) in [("RAPPORT_SMS_", "sms"), ("RAPPORT_CHAT_", "chat")] {
+            let keys = ["url", "secret", "auth_token", "allow_private"];
+            fig = fig.merge(
+                Env::prefixed(prefix)
+                    .filter(move |k| keys.contains(&k.as_str().to_ascii_lowercase().as_str()))
+                    .map(move |k| format!("messaging.{channel}.{}", k.as_str().to_ascii_lowercase()).into()),
+            );
+        }
         fig = fig.merge(Serialized::defaults(overrides));
         fig.extract().context("invalid configuration (check rapport.toml and RAPPORT_* variables)")
     }
@@ -230,6 +348,26 @@ mod tests {
             assert_eq!(c.bind, "0.0.0.0:1");
             assert_eq!(c.phone_region, "PH");
             assert_eq!(c.database_url, "sqlite://flag.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+    fn text_providers_come_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "rapport.toml",
+                "[messaging.chat]\nurl = \"https://chat.example/send\"\n[messaging.chat.headers]\nX-Account = \"acme\"",
+            )?;
+            jail.set_env("RAPPORT_SMS_URL", "https://sms.example/send");
+            jail.set_env("RAPPORT_SMS_SECRET", "whsec-very-secret");
+            let c = Config::load(None, Overrides::default()).unwrap();
+            let sms = c.messaging.sms.as_ref().expect("sms from the environment");
+            assert_eq!((sms.url.as_str(), sms.secret.as_deref()), ("https://sms.example/send", Some("whsec-very-secret")));
+            let chat = c.messaging.chat.as_ref().expect("chat from the file");
+            assert_eq!(chat.headers.0.get("X-Account").map(String::as_str), Some("acme"));
+            assert!(!format!("{c:?}").contains("whsec-very-secret"));
             Ok(())
         });
     }

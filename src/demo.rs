@@ -56,6 +56,9 @@ pub struct DemoSummary {
     pub workflows: usize,
     /// Workflow runs started while seeding (this morning's enquiries).
     pub runs: u64,
+    /// Message templates, and campaigns ready to send.
+    pub templates: usize,
+    pub campaigns: usize,
 }
 
 impl DemoSummary {
@@ -73,6 +76,16 @@ impl DemoSummary {
     /// One line on automation, e.g. "Workflows: 6 switched on; 3 runs started this morning.".
     pub fn workflows_line(&self) -> String {
         format!("Workflows: {} switched on; {} runs started this morning.", self.workflows, self.runs)
+    }
+
+    /// One line on messaging, e.g. "Email: 3 templates, 1 campaign ready to send.".
+    pub fn messaging_line(&self) -> String {
+        format!(
+            "Email: {} templates, {} campaign{} ready to send (set --smtp-url to send for real).",
+            self.templates,
+            self.campaigns,
+            if self.campaigns == 1 { "" } else { "s" }
+        )
     }
 
     /// One line on the segments, e.g. "Segments: VIPs drifting away 261, Birthdays this week 29, …".
@@ -319,6 +332,8 @@ pub async fn seed(
         segments.push((s.name, s.member_count));
     }
     let mut tasks = seed_tasks(store, &team, &segment_ids).await?;
+    // Before the workflows: their messages name these templates.
+    let campaigns = seed_messaging(store, &segment_ids).await?;
     let (workflows, runs, workflow_tasks) = start_automation(store, &contact_ids).await?;
     tasks += workflow_tasks;
 
@@ -335,7 +350,102 @@ pub async fn seed(
         tasks,
         workflows,
         runs,
+        templates: TEMPLATES.len(),
+        campaigns,
     })
+}
+
+/// What people can subscribe to: (key, name, description, on by default).
+const TOPICS: &[(&str, &str, &str, bool)] = &[
+    ("newsletter", "Monthly newsletter", "New arrivals, events at the showroom, tips for your car.", true),
+    ("offers", "Offers", "Service deals and trade-in offers, a few times a year.", true),
+    ("service", "Service reminders", "When your car is due for its inspection or a seasonal check.", true),
+];
+
+/// Message templates: (name, purpose, subject, text, html).
+const TEMPLATES: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "birthday-greeting",
+        "marketing",
+        "Happy birthday, {{ contact.first_name }}!",
+        "Hi {{ contact.first_name }},\n\nall of us at Harbour & Pine wish you a happy birthday. Come by for a coffee \
+         and a free car wash this month.\n\n{{ owner.name | default(\"The Harbour & Pine team\") }}\n\n\
+         Unsubscribe: {{ unsubscribe_url }}",
+        "<p>Hi {{ contact.first_name }},</p><p>all of us at Harbour &amp; Pine wish you a happy birthday. Come by for a \
+         coffee and a free car wash this month.</p><p>{{ owner.name | default(\"The Harbour & Pine team\") }}</p>",
+    ),
+    (
+        "feedback-request",
+        "marketing",
+        "How are we doing, {{ contact.first_name }}?",
+        "Hi {{ contact.first_name }},\n\nthank you for coming back so often. Would you tell us in two minutes what we \
+         could do better? Just reply to this email.\n\nUnsubscribe: {{ unsubscribe_url }}",
+        "<p>Hi {{ contact.first_name }},</p><p>thank you for coming back so often. Would you tell us in two minutes what \
+         we could do better? Just reply to this email.</p>",
+    ),
+    (
+        "spring-service-check",
+        "marketing",
+        "{{ contact.first_name }}, is your car ready for spring?",
+        "Hi {{ contact.first_name }},\n\nwinter is hard on tyres, brakes and batteries. Book a spring check before \
+         the end of April: 45 minutes, while you wait.\n\nhttps://harbourpine.example/service/spring\n\n\
+         {% if recommendations %}You might also like: {{ recommendations[0].name }}.\n\n{% endif %}\
+         Unsubscribe: {{ unsubscribe_url }}",
+        "<p>Hi {{ contact.first_name }},</p><p>winter is hard on tyres, brakes and batteries. Book a spring check \
+         before the end of April: 45 minutes, while you wait.</p>\
+         <p><a href=\"https://harbourpine.example/service/spring\">Book your spring check</a></p>\
+         {% if recommendations %}<p>You might also like: {{ recommendations[0].name }}.</p>{% endif %}",
+    ),
+];
+
+/// Topics, templates, and a campaign ready to send: returns how many campaigns it created.
+/// The campaign is a draft (sending is the newcomer's choice, and without an SMTP relay it
+/// would wait in the outbox).
+async fn seed_messaging(store: &Store, segment_ids: &[Uuid]) -> anyhow::Result<usize> {
+    use rapport_core::campaign::{CampaignDraft, CampaignInput};
+    use rapport_core::consent::TopicDraft;
+    use rapport_core::message::{Purpose, TemplateDraft, TemplateInput};
+    for (key, name, description, on) in TOPICS {
+        let draft = TopicDraft {
+            key: Some(key.to_string()),
+            name: Some(name.to_string()),
+            description: Some(description.to_string()),
+            default_subscribed: Some(*on),
+        };
+        store.create_topic(draft).await.with_context(|| format!("creating the topic {key}"))?;
+    }
+    let mut spring = None;
+    for (name, purpose, subject, text, html) in TEMPLATES {
+        let draft = TemplateDraft {
+            name: Some(name.to_string()),
+            locale: None,
+            channel: Some("email".into()),
+            purpose: Some(if *purpose == "transactional" { Purpose::Transactional } else { Purpose::Marketing }),
+            subject: Some(subject.to_string()),
+            text: Some(text.to_string()),
+            html: Some(html.to_string()),
+            layout: None,
+        };
+        let input = TemplateInput::parse(draft).map_err(|e| anyhow::anyhow!("the template {name}: {e}"))?;
+        let t = store.create_template(input).await.with_context(|| format!("creating the template {name}"))?;
+        if *name == "spring-service-check" {
+            spring = Some(t.id);
+        }
+    }
+    let segment = SEGMENTS.iter().position(|(name, ..)| *name == "Service regulars").and_then(|i| segment_ids.get(i));
+    let (Some(template), Some(segment)) = (spring, segment) else { return Ok(0) };
+    let draft = CampaignDraft {
+        name: Some("Spring service check".into()),
+        template_id: Some(template.to_string()),
+        segment_id: Some(segment.to_string()),
+        topic: Some("service".into()),
+        holdout_percent: Some(10),
+        conversion_days: Some(30),
+        ..CampaignDraft::default()
+    };
+    let input = CampaignInput::parse(draft).map_err(|e| anyhow::anyhow!("the demo campaign: {e}"))?;
+    store.create_campaign(input, None).await.context("creating the demo campaign")?;
+    Ok(1)
 }
 
 /// Saves and switches on the [`STARTER_WORKFLOWS`], then lets this morning's website
@@ -3066,6 +3176,12 @@ mod tests {
         assert!(summary.tasks > 0, "the team has open tasks");
         assert_eq!(summary.workflows, STARTER_WORKFLOWS.len());
         assert!(summary.runs >= 3, "this morning's enquiries started call-backs: {}", summary.runs);
+        // The templates the workflows name exist, and a campaign waits to be sent.
+        assert_eq!((summary.templates, summary.campaigns), (TEMPLATES.len(), 1));
+        let (templates, _) = store.all_templates().await.unwrap();
+        for (name, ..) in TEMPLATES {
+            assert!(templates.iter().any(|t| t.name == *name), "{name}");
+        }
         // A second run refuses to pile onto existing data.
         assert!(seed(&store, 10, 1, &report).await.is_err());
     }

@@ -213,6 +213,12 @@ fn open_store_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
             if config.smtp_url.is_some() {
                 a.ready_channels.push(rapport_core::workflow::MessageChannel::Email);
             }
+            if config.messaging.sms.is_some() {
+                a.ready_channels.push(rapport_core::workflow::MessageChannel::Sms);
+            }
+            if config.messaging.chat.is_some() {
+                a.ready_channels.push(rapport_core::workflow::MessageChannel::Chat);
+            }
             a
         },
     };
@@ -346,10 +352,27 @@ async fn serve_store(store: Store, config: &Config, manual: Option<Arc<ManualClo
         let from = config.smtp_from.parse().map_err(|e| {
             anyhow::anyhow!("smtp_from: '{}' is not an address such as Shop <hello@shop.example>: {e}", config.smtp_from)
         })?;
-        let sender = rapport_channels::email::EmailSender::new(settings, Default::default()).map_err(anyhow::Error::msg)?;
+        let sender = rapport_channels::email::EmailSender::new(settings, config.email.limits()?).map_err(anyhow::Error::msg)?;
         state = state.with_email(rapport_web::email::EmailChannel { sender, from, public_url: config.public_url.clone() });
         tracing::info!("email goes out through the configured SMTP relay");
     }
+    let mut texts = rapport_web::messaging::TextChannels::default();
+    for (channel, provider) in [
+        (rapport_core::workflow::MessageChannel::Sms, &config.messaging.sms),
+        (rapport_core::workflow::MessageChannel::Chat, &config.messaging.chat),
+    ] {
+        if let Some(p) = provider {
+            let provider = rapport_channels::messaging::TextProvider::new(p.settings())
+                .map_err(|e| anyhow::anyhow!("messaging.{}.{e}", channel.as_str()))?;
+            tracing::info!(
+                channel = channel.as_str(),
+                url = provider.url(),
+                "text messages go out through the configured provider"
+            );
+            texts = texts.with(channel, provider);
+        }
+    }
+    state = state.with_messaging(texts);
     if let Some(clock) = manual {
         state = state.with_manual_clock(clock);
     }
@@ -500,6 +523,7 @@ async fn run_demo(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         eprintln!("{}", summary.events_line());
         eprintln!("{}", summary.segments_line());
         eprintln!("{}", summary.workflows_line());
+        eprintln!("{}", summary.messaging_line());
     } else {
         eprintln!("Using the existing demo data in {} (add --fresh to start over).", url.redacted());
     }

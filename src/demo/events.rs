@@ -1061,6 +1061,17 @@ impl Gen {
                 self.push(c, bounced, "email.bounced", "email", json!({"kind": "hard", "campaign": campaign}));
                 return;
             }
+            // Someone on holiday: the mailbox answers by itself (which is no reply).
+            if self.chance(1) {
+                let answered = sent + self.minutes(0, 2);
+                self.push(
+                    c,
+                    answered,
+                    "email.auto_replied",
+                    "email",
+                    json!({"subject": format!("Out of office: {subject}"), "campaign": campaign}),
+                );
+            }
             if !self.chance(open_rate) {
                 continue;
             }

@@ -76,7 +76,8 @@ macro_rules! on_both {
 on_both!(
     a_campaign_reaches_its_audience_once_minus_holdout_exclusions_and_the_unsubscribed,
     local_time_campaigns_reach_each_zone_at_its_own_nine_and_pause_resume_and_cancel,
-    a_test_send_goes_to_the_address_given_with_a_real_contacts_data_and_counts_nowhere
+    a_test_send_goes_to_the_address_given_with_a_real_contacts_data_and_counts_nowhere,
+    a_workflows_message_steps_have_statistics_against_its_holdout
 );
 
 async fn a_campaign_reaches_its_audience_once_minus_holdout_exclusions_and_the_unsubscribed(backend: Backend) {
@@ -297,5 +298,112 @@ async fn a_test_send_goes_to_the_address_given_with_a_real_contacts_data_and_cou
     let list = app.get("/api/v1/campaigns?status=draft").await.expect(200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(app.get("/api/v1/campaigns?status=sent").await.status, 400);
+    app.finish().await;
+}
+
+/// An order from one of these people, `days` after the clock's now.
+async fn order(app: &TestApp, contact: &str, at: &str, total: f64) {
+    app.post(
+        "/api/v1/events",
+        json!({"events": [{"type": "order.completed", "contact": {"id": contact}, "occurred_at": at, "channel": "web",
+            "payload": {"currency": "EUR", "total": total, "items": [{"sku": "B1", "name": "Boots", "quantity": 1, "unit_price": total}]}}]}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn a_workflows_message_steps_have_statistics_against_its_holdout(backend: Backend) {
+    let Some((sink, mut app)) = setup(backend).await else { return };
+    let app = &mut app;
+    let mut people = Vec::new();
+    for i in 0..40 {
+        people.push(person(app, &format!("Fan{i:02}"), &["fans"], true, "Europe/Lisbon").await);
+    }
+    let nomail = person(app, "Nomail", &[], false, "Europe/Lisbon").await;
+    let fans = segment(app, "Fans", "tag = \"fans\"").await;
+    let bad = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "Spring nudge", "trigger": {"kind": "manual"}, "holdout_percent": 120,
+                   "steps": [{"action": "send_message", "channel": "email", "template": "spring"}]}),
+        )
+        .await;
+    assert_eq!((bad.status, bad.json["errors"][0]["field"].as_str()), (400, Some("holdout_percent")), "{}", bad.text);
+    let w = app
+        .create(
+            "/api/v1/workflows",
+            json!({"name": "Spring nudge", "trigger": {"kind": "manual"}, "holdout_percent": 30,
+                   "steps": [{"action": "send_message", "channel": "email", "template": "spring"},
+                             {"action": "add_tag", "tag": "nudged"}]}),
+        )
+        .await;
+    let w = id_of(&w);
+    assert_eq!(app.get(&format!("/api/v1/workflows/{w}")).await.expect(200)["holdout_percent"], 30);
+    app.post(&format!("/api/v1/workflows/{w}/enable"), json!({})).await.expect(200);
+    app.post(&format!("/api/v1/workflows/{w}/start"), json!({"segment_id": fans})).await.expect(200);
+    app.post(CLOCK, json!({"advance": "PT5M"})).await.expect(200);
+
+    // Who was held out: their run says so, they got nothing, and the rest of their run happened.
+    let mut held = Vec::new();
+    let mut messaged = Vec::new();
+    for p in &people {
+        let view = app.get(&format!("/api/v1/contacts/{p}/automation")).await.expect(200);
+        let steps = view["runs"][0]["steps"].as_array().unwrap().clone();
+        match steps[0]["outcome"].as_str() {
+            Some("held_out") => held.push(p.clone()),
+            Some("queued") => messaged.push(p.clone()),
+            other => panic!("unexpected outcome {other:?}: {view}"),
+        }
+        assert_eq!(steps[1]["outcome"], "done", "the run goes on past a held-out message: {view}");
+    }
+    assert!((5..=20).contains(&held.len()), "about 30% of 40 held out, not {}", held.len());
+    let got = received(&sink);
+    assert_eq!(got.len(), messaged.len(), "{got:?}");
+    assert!(got.values().all(|n| *n == 1));
+
+    app.post(CLOCK, json!({"set": "2027-03-21T00:00:00Z"})).await.expect(200);
+    // Two messaged people order (one twice) and one held-out person does, within the window;
+    // an order after the window does not count.
+    order(app, &messaged[0], "2027-02-28T10:00:00Z", 100.0).await;
+    order(app, &messaged[0], "2027-03-01T10:00:00Z", 50.0).await;
+    order(app, &messaged[1], "2027-03-02T10:00:00Z", 30.0).await;
+    order(app, &held[0], "2027-03-01T10:00:00Z", 40.0).await;
+    order(app, &messaged[2], "2027-03-20T10:00:00Z", 999.0).await;
+
+    let stats = app.get(&format!("/api/v1/workflows/{w}/stats")).await.expect(200);
+    assert_eq!(stats["holdout_percent"], 30, "{stats}");
+    let steps = stats["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "one message step: {stats}");
+    let s = &steps[0];
+    assert_eq!(
+        (s["step"].as_str(), s["channel"].as_str(), s["template"].as_str()),
+        (Some("steps[0]"), Some("email"), Some("spring"))
+    );
+    assert_eq!(s["sent"], messaged.len(), "{s}");
+    assert_eq!(s["delivered"], messaged.len(), "{s}");
+    assert_eq!(s["held_out"], held.len(), "{s}");
+    assert_eq!(s["blocked"], 0, "Nomail is not in the start: {s}");
+    let conv = &s["conversions"];
+    assert_eq!(conv["messaged"]["people"], messaged.len(), "{s}");
+    assert_eq!(conv["messaged"]["converted"], 2, "{s}");
+    assert_eq!(conv["messaged"]["orders"], 3, "{s}");
+    assert_eq!(conv["messaged"]["revenue"], 180.0, "{s}");
+    assert_eq!(conv["holdout"]["people"], held.len(), "{s}");
+    assert_eq!(conv["holdout"]["converted"], 1, "{s}");
+    assert_eq!(conv["holdout"]["revenue"], 40.0, "{s}");
+    let expected = 2.0 / messaged.len() as f64 - 1.0 / held.len() as f64;
+    assert!((conv["incremental_conversions"].as_f64().unwrap() - expected * messaged.len() as f64).abs() < 1e-9, "{s}");
+
+    // Someone the guards stop counts as blocked, not as held out or sent.
+    app.post(&format!("/api/v1/workflows/{w}/start"), json!({"contact_id": nomail})).await.expect(200);
+    app.post(CLOCK, json!({"advance": "PT1M"})).await.expect(200);
+    let s = app.get(&format!("/api/v1/workflows/{w}/stats?conversion_days=30")).await.expect(200)["steps"][0].clone();
+    assert_eq!((s["blocked"].as_i64(), s["held_out"].as_i64()), (Some(1), Some(held.len() as i64)), "{s}");
+    assert_eq!(s["conversions"]["window_days"], 30);
+    assert_eq!(s["conversions"]["messaged"]["converted"], 3, "the late order counts in a 30-day window: {s}");
+
+    // Bad figures name the parameter.
+    let bad = app.get(&format!("/api/v1/workflows/{w}/stats?days=0")).await;
+    assert_eq!((bad.status, bad.json["errors"][0]["field"].as_str()), (400, Some("days")), "{}", bad.text);
     app.finish().await;
 }

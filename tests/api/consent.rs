@@ -70,6 +70,27 @@ both_backends! {
             .await
             .expect(200);
         assert_eq!((p["name"].as_str(), p["default_subscribed"].as_bool()), (Some("Monthly news"), Some(false)), "{p}");
+        // Segments follow the default for people who never chose: in while a topic is on by
+        // default, out once it is not (explicit choices win either way).
+        app.create("/api/v1/subscription-topics", json!({"key": "service", "name": "Service notes"})).await;
+        let quiet = app.create("/api/v1/contacts", json!({"first_name": "Quinn"})).await;
+        let chose = app.create("/api/v1/contacts", json!({"first_name": "Chloe"})).await;
+        app.post("/api/v1/events", json!({"events": [{"type": "email.subscribed", "contact": {"id": chose["id"]},
+            "payload": {"topic": "service"}}]}))
+            .await
+            .expect(200);
+        let seg = app.create("/api/v1/segments", json!({"name": "Service", "filter": "subscribed(\"service\")"})).await;
+        async fn members(app: &TestApp, segment: &Value) -> Vec<String> {
+            let m = app.get(&format!("/api/v1/segments/{}/members", segment["id"].as_str().unwrap())).await.expect(200);
+            let mut names: Vec<String> =
+                m["data"].as_array().unwrap().iter().map(|c| c["first_name"].as_str().unwrap().to_string()).collect();
+            names.sort();
+            names
+        }
+        assert_eq!(members(app, &seg).await, ["Chloe", "Quinn"]);
+        app.patch("/api/v1/subscription-topics/service", json!({"default_subscribed": false})).await.expect(200);
+        app.post("/api/v1/admin/segments/maintain", json!({})).await.expect(200);
+        assert_eq!(members(app, &seg).await, ["Chloe"], "{quiet}");
         send(app.req(Method::PATCH, "/api/v1/subscription-topics/news").json(&json!({"name": " "})))
             .await
             .expect_field_problem(422, "name");
@@ -163,6 +184,22 @@ both_backends! {
         assert_eq!(state["topics"][0]["subscribed"], false, "{state}");
         let tl = app.get(&format!("/api/v1/contacts/{ana}/timeline?type=consent.changed")).await.expect(200);
         assert_eq!(tl["data"][0]["payload"]["channel"], "sms", "{tl}");
+        // An unsubscribe reported as an event (by a shop, an unsubscribe link) is a fact in the
+        // ledger too, with where it came from.
+        app.advance(chrono::Duration::seconds(1));
+        app.post("/api/v1/events", json!({"events": [{"type": "email.unsubscribed", "contact": {"id": ana},
+            "payload": {"source": "shop_checkout"}}]}))
+            .await
+            .expect(200);
+        let state = app.get(&path).await.expect(200);
+        let h = &state["history"][0];
+        assert_eq!(
+            (h["purpose"].as_str(), h["channel"].as_str(), h["granted"].as_bool(), h["source"].as_str()),
+            (Some("marketing"), Some("email"), Some(false), Some("shop_checkout")),
+            "{state}"
+        );
+        assert!(h["evidence"].as_str().unwrap().starts_with("event "), "{state}");
+
         // There is no way to change or remove a fact.
         assert_eq!(send(app.req(Method::DELETE, &path)).await.status, 405);
         assert_eq!(send(app.req(Method::PATCH, &path).json(&json!({}))).await.status, 405);
@@ -173,6 +210,12 @@ both_backends! {
         app.create(&path, json!({"purpose": "news", "granted": false, "source": "form"})).await;
         let late = send(app.anon(Method::POST, again["confirm_url"].as_str().unwrap())).await;
         assert_eq!(late.status, 409, "{}", late.text);
+        // A confirmation link works for 30 days.
+        let old = app.create(&path, json!({"purpose": "news", "granted": true, "source": "form", "double_opt_in": true})).await;
+        app.advance(chrono::Duration::days(31));
+        let expired = send(app.anon(Method::POST, old["confirm_url"].as_str().unwrap())).await;
+        assert_eq!(expired.status, 409, "{}", expired.text);
+        assert!(expired.text.contains("expired"), "{}", expired.text);
         assert_eq!(app.get(&path).await.expect(200)["topics"][0]["subscribed"], false);
     }
 

@@ -447,3 +447,166 @@ async fn killed_email_sender_loses_nothing_and_repeats_only_in_flight_sqlite() {
 async fn killed_email_sender_loses_nothing_and_repeats_only_in_flight_postgres() {
     killed_sender_sends_each_message_once(Backend::Postgres).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A campaign killed mid-send (issue #7)
+// ---------------------------------------------------------------------------------------------
+
+/// People in the killed campaign's segment, and its holdout.
+const AUDIENCE: usize = 1_500;
+const HOLDOUT_PERCENT: usize = 10;
+
+/// A campaign to 1,500 people (a tenth held out) is sent while `rapport serve` is killed with
+/// SIGKILL again and again: once while it chooses the audience and queues its batches, then
+/// while the messages go out. Each start finds it where the database says it was. In the end
+/// every chosen person has exactly one message (a repeat only of a message cut off by a kill,
+/// with its Message-ID), the holdout has none, and no state the campaign was ever seen in after
+/// a restart claimed "finished" while anyone was still waiting.
+async fn killed_campaign_reaches_everyone_once(backend: Backend) {
+    use rapport_channels::email::sink::{Behaviour, SmtpSink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let Some((url, pg_db)) = tokio::task::spawn_blocking(move || database(backend, &path)).await.unwrap() else { return };
+    let sink = SmtpSink::start(Behaviour::accept()).await.expect("smtp sink");
+    let smtp = sink.url();
+    let args = ["--smtp-url", smtp.as_str()];
+    // Fast enough to finish in seconds, slow enough that the kills land mid-delivery.
+    std::fs::write(dir.path().join("rapport.toml"), "[email]\nper_second = 250\nper_domain_per_second = 0\n").unwrap();
+    let sessions = rapport_channels::email::SendLimits::default().pool_size as usize;
+
+    let mut server = Proc::start_with(dir.path(), &url, &args).await;
+    let t = server
+        .post(
+            "/api/v1/templates",
+            json!({"name": "winter", "subject": "Winter hours, {{ contact.first_name }}",
+                   "text": "Hi {{ contact.first_name }}, we open late on Thursdays now.\n{{ unsubscribe_url }}"}),
+        )
+        .await;
+    let events: Vec<Value> = (0..AUDIENCE)
+        .map(|i| {
+            json!({"type": "form.submitted", "channel": "web", "payload": {},
+                   "contact": {"email": format!("r{i}@d{}.example", i % 7), "first_name": format!("R{i}")}})
+        })
+        .collect();
+    let ingest = server.post("/api/v1/events", json!({"create_contact": true, "events": events})).await;
+    assert!(ingest["results"].as_array().unwrap().iter().all(|r| r["status"] == "accepted"), "{ingest}");
+    let segment = server.post("/api/v1/segments", json!({"name": "Signed up", "filter": "count(form.submitted) >= 1"})).await;
+    let campaign = server
+        .post(
+            "/api/v1/campaigns",
+            json!({"name": "Winter hours", "template_id": t["id"], "segment_id": segment["id"],
+                   "holdout_percent": HOLDOUT_PERCENT}),
+        )
+        .await;
+    let id = campaign["id"].as_str().unwrap().to_string();
+    let expected = AUDIENCE - AUDIENCE * HOLDOUT_PERCENT / 100;
+
+    // The distinct people the relay has had a message for.
+    let reached = |sink: &SmtpSink| {
+        let mut to: Vec<String> = sink.messages().into_iter().flat_map(|m| m.rcpt_to).collect();
+        to.sort_unstable();
+        to.dedup();
+        to.len()
+    };
+    // A campaign seen "finished" has reached everyone.
+    let check = |status: &Value, sink: &SmtpSink| {
+        if status["status"] == "finished" {
+            assert_eq!(reached(sink), expected, "finished while people were still waiting: {status}");
+        }
+    };
+
+    // Where the campaign was after each restart, for the log: people still to queue, messages
+    // waiting, messages sent.
+    let progress = |s: &Value| format!("{}/{}/{}", s["pending"], s["queued"], s["sent"]);
+    let mut seen = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    server.post(&format!("/api/v1/campaigns/{id}/send"), json!({})).await;
+    // The first kills come while the audience is chosen and the batches are queued: each
+    // start goes on with it at once.
+    let mut kills = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(rng.u64(5..80))).await;
+        server.kill();
+        kills += 1;
+        server = Proc::start_with(dir.path(), &url, &args).await;
+        check(&server.get(&format!("/api/v1/campaigns/{id}")).await, &sink);
+        seen.push(progress(&server.get(&format!("/api/v1/campaigns/{id}/stats")).await));
+    }
+    server.kill();
+    kills += 1;
+    let mut killed_mid_delivery = 0;
+    for at in ["2026-01-01T00:03:00Z", "2026-01-01T00:06:00Z", "2026-01-01T00:09:00Z", "2026-01-01T00:12:00Z"] {
+        server = Proc::start_with(dir.path(), &url, &args).await;
+        check(&server.get(&format!("/api/v1/campaigns/{id}")).await, &sink);
+        seen.push(progress(&server.get(&format!("/api/v1/campaigns/{id}/stats")).await));
+        let base = server.base.clone();
+        let mover = tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{base}/api/v1/admin/clock"))
+                .bearer_auth(KEY)
+                .json(&json!({"set": at}))
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+        });
+        tokio::time::sleep(Duration::from_millis(rng.u64(500..2000))).await;
+        let received = reached(&sink);
+        server.kill();
+        kills += 1;
+        if received > 0 && received < expected {
+            killed_mid_delivery += 1;
+        }
+        let _ = mover.await;
+    }
+    server = Proc::start_with(dir.path(), &url, &args).await;
+    check(&server.get(&format!("/api/v1/campaigns/{id}")).await, &sink);
+    let state = server.post("/api/v1/admin/clock", json!({"set": "2026-01-01T00:15:00Z"})).await;
+    assert_eq!(state["pending"], false, "{state}");
+    assert!(killed_mid_delivery > 0, "no kill came while messages were being sent; the test proves nothing");
+
+    let stats = server.get(&format!("/api/v1/campaigns/{id}/stats")).await;
+    assert_eq!(stats["status"], "finished", "{stats}");
+    assert_eq!(stats["audience"], AUDIENCE, "{stats}");
+    assert_eq!(stats["holdout"], AUDIENCE * HOLDOUT_PERCENT / 100, "{stats}");
+    assert_eq!(stats["sent"], expected, "{stats}");
+    assert_eq!(stats["skipped"], 0, "{stats}");
+
+    let got = sink.messages();
+    let mut by_outbox_id: HashMap<String, (String, String)> = HashMap::new();
+    for m in &got {
+        let raw = String::from_utf8_lossy(&m.data);
+        let outbox_id = header(&raw, "X-Rapport-Message").expect("an X-Rapport-Message header");
+        let message_id = header(&raw, "Message-ID").expect("a Message-ID");
+        assert_eq!(m.rcpt_to.len(), 1);
+        let entry = by_outbox_id.entry(outbox_id).or_insert_with(|| (message_id.clone(), m.rcpt_to[0].clone()));
+        assert_eq!((&entry.0, &entry.1), (&message_id, &m.rcpt_to[0]), "a repeat is the same message to the same person");
+    }
+    assert_eq!(by_outbox_id.len(), expected, "one message per chosen person");
+    assert_eq!(reached(&sink), expected, "nobody received two different messages");
+    let repeats = got.len() - expected;
+    assert!(
+        repeats <= kills * sessions,
+        "at most one repeat per session per kill: {repeats} repeats after {kills} kills with {sessions} sessions"
+    );
+    eprintln!(
+        "{kills} kills ({killed_mid_delivery} mid-delivery): {} messages received, {repeats} repeats; \
+         pending/queued/sent after each restart: {}",
+        got.len(),
+        seen.join(" ")
+    );
+    server.kill();
+    if let Some(name) = pg_db {
+        tokio::task::spawn_blocking(move || drop_database(&name)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_campaign_reaches_everyone_once_and_never_finishes_early_sqlite() {
+    killed_campaign_reaches_everyone_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_campaign_reaches_everyone_once_and_never_finishes_early_postgres() {
+    killed_campaign_reaches_everyone_once(Backend::Postgres).await;
+}

@@ -82,6 +82,7 @@ mod contacts;
 mod crash;
 mod email;
 mod events;
+mod messaging;
 mod ops;
 mod resources;
 mod segments;
@@ -89,6 +90,7 @@ mod tasks;
 mod templates;
 mod tracking;
 mod ui;
+mod ui_campaigns;
 mod workflows;
 
 /// A running server and how to stop it.
@@ -98,7 +100,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(store: Store, clock: Arc<ManualClock>, smtp: Option<String>) -> (String, Self) {
+    async fn start(store: Store, clock: Arc<ManualClock>, smtp: Option<String>, texts: &[TextProvider]) -> (String, Self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
@@ -113,6 +115,12 @@ impl Server {
             let from = "Harbour & Pine <hello@harbourpine.example>".parse().expect("from");
             state = state.with_email(rapport_web::email::EmailChannel { sender, from, public_url: "https://crm.example".into() });
         }
+        let mut channels = rapport_web::messaging::TextChannels::default();
+        for (channel, settings) in texts {
+            let provider = rapport_channels::messaging::TextProvider::new(settings.clone()).expect("text provider");
+            channels = channels.with(*channel, provider);
+        }
+        state = state.with_messaging(channels);
         let handle = tokio::spawn(rapport_web::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -161,7 +169,12 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
     /// The SMTP relay the server sends email through, when the test has one.
     smtp: Option<String>,
+    /// The SMS and chat providers the server sends through; a restart picks up changes.
+    texts: Vec<TextProvider>,
 }
+
+/// A text channel and the provider it sends through.
+pub type TextProvider = (rapport_core::workflow::MessageChannel, rapport_channels::messaging::ProviderSettings);
 
 /// Under CI a missing PostgreSQL is a failure, not a skip.
 fn in_ci() -> bool {
@@ -268,7 +281,7 @@ impl TestApp {
 
     /// As [`TestApp::spawn`], with store options that `tune` adjusts.
     pub async fn spawn_tuned(backend: Backend, tune: impl FnOnce(&mut StoreOptions) + Send + 'static) -> Option<Self> {
-        Self::spawn_full(backend, tune, None).await
+        Self::spawn_full(backend, tune, None, Vec::new()).await
     }
 
     /// As [`TestApp::spawn`], sending email through the relay at `smtp` (the email channel is
@@ -278,6 +291,27 @@ impl TestApp {
             backend,
             |o| o.automation.ready_channels = vec![rapport_core::workflow::MessageChannel::Email],
             Some(smtp),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// As [`TestApp::spawn_tuned`], sending SMS and chat through `texts` (those channels are
+    /// then ready).
+    pub async fn spawn_with_texts(
+        backend: Backend,
+        texts: Vec<TextProvider>,
+        tune: impl FnOnce(&mut StoreOptions) + Send + 'static,
+    ) -> Option<Self> {
+        let ready: Vec<_> = texts.iter().map(|(c, _)| *c).collect();
+        Self::spawn_full(
+            backend,
+            move |o| {
+                o.automation.ready_channels.extend(ready);
+                tune(o);
+            },
+            None,
+            texts,
         )
         .await
     }
@@ -286,6 +320,7 @@ impl TestApp {
         backend: Backend,
         tune: impl FnOnce(&mut StoreOptions) + Send + 'static,
         smtp: Option<String>,
+        texts: Vec<TextProvider>,
     ) -> Option<Self> {
         let clock = Arc::new(ManualClock::new(start_time()));
         let (url, pg_schema, dir) = match backend {
@@ -307,7 +342,7 @@ impl TestApp {
             .expect("create admin key")
             .expect("a key was created")
             .secret;
-        let (base, server) = Server::start(store.clone(), clock.clone(), smtp.clone()).await;
+        let (base, server) = Server::start(store.clone(), clock.clone(), smtp.clone(), &texts).await;
         Some(Self {
             backend,
             base,
@@ -320,6 +355,7 @@ impl TestApp {
             server: Some(server),
             _dir: dir,
             smtp,
+            texts,
         })
     }
 
@@ -361,7 +397,7 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
-        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone(), &self.texts).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);
@@ -379,7 +415,7 @@ impl TestApp {
         tokio::task::spawn_blocking(move || close_store(old)).await.expect("close task");
         let fresh = open_store(self.url.clone(), self.pg_schema.clone(), self.clock.clone()).await;
         self.store = Some(fresh);
-        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone()).await;
+        let (base, server) = Server::start(self.store().clone(), self.clock.clone(), self.smtp.clone(), &self.texts).await;
         self.base = base;
         self.client = new_client();
         self.server = Some(server);

@@ -412,7 +412,7 @@ async fn replies(backend: Backend) {
     .await
     .expect(200);
     assert_eq!(auto["kind"], "auto_reply", "{auto}");
-    assert_eq!(timeline(&app, &gus, "mail.auto_replied").await.len(), 1);
+    assert_eq!(timeline(&app, &gus, "email.auto_replied").await.len(), 1);
     assert!(timeline(&app, &gus, "email.replied").await.is_empty());
     assert!(timeline(&app, &gus, "email.unsubscribed").await.is_empty());
     let ooo = post_inbound(&app, answer("gus@example.com", &gus_message, "", "Abwesenheitsnotiz: Spring sale", "Bis Montag."))

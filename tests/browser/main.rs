@@ -195,12 +195,25 @@ impl Browser {
         };
         let want = (i64::from(width), i64::from(height));
         self.c.set_window_size(width, height).await.expect("window size");
-        let (w, h) = viewport().await;
-        if (w, h) != want {
-            let outer = |want: i64, got: i64| u32::try_from(2 * want - got).expect("a window size");
-            self.c.set_window_size(outer(want.0, w), outer(want.1, h)).await.expect("window size");
+        // The page learns its new size a moment after the window changes: poll, and size the
+        // window again by the chrome measured once the page has caught up.
+        let mut got = viewport().await;
+        for _ in 0..40 {
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let (w, h) = viewport().await;
+            if (w, h) != got {
+                got = (w, h);
+                continue;
+            }
+            let (outer_w, outer_h) = self.c.get_window_size().await.expect("window size");
+            let size = |outer: u64, want: i64, got: i64| u32::try_from(outer as i64 + want - got).expect("a window size");
+            self.c.set_window_size(size(outer_w, want.0, w), size(outer_h, want.1, h)).await.expect("window size");
+            got = viewport().await;
         }
-        assert_eq!(viewport().await, want, "the viewport is {width}×{height}");
+        assert_eq!(got, want, "the viewport is {width}×{height}");
     }
 
     async fn go(&self, path: &str) {

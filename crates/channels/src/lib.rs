@@ -3,6 +3,7 @@
 //! failed for now (retry later) or failed for good.
 
 pub mod email;
+pub mod messaging;
 pub mod template;
 pub mod token;
 pub mod webhook;

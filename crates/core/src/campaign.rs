@@ -335,6 +335,13 @@ pub fn holdout_flags(campaign: Uuid, members: &[Uuid], percent: u8) -> Vec<bool>
     flags
 }
 
+/// Whether `contact` falls in the `percent` holdout of `scope` (a workflow) when people come
+/// one at a time and the whole group is never known: each is drawn on their own by the same
+/// hash as [`holdout_flags`], so the share is `percent` on average and the draw never changes.
+pub fn in_holdout(scope: Uuid, contact: Uuid, percent: u8) -> bool {
+    percent > 0 && mix(scope, contact) % 10_000 < u64::from(percent) * 100
+}
+
 /// A stable 64-bit mix of two ids (splitmix64 over their halves).
 fn mix(a: Uuid, b: Uuid) -> u64 {
     let (a1, a2) = a.as_u64_pair();
@@ -421,6 +428,11 @@ mod tests {
         assert_eq!(holdout_flags(campaign, &members[..3], 10), [false; 3]);
         assert_eq!(holdout_flags(campaign, &members[..5], 10).iter().filter(|f| **f).count(), 1);
         assert!(holdout_flags(campaign, &[], 50).is_empty());
+        // One at a time: about the share asked for, the same answer every time.
+        let people: Vec<Uuid> = (0..20_000u128).map(Uuid::from_u128).collect();
+        let held = people.iter().filter(|p| in_holdout(campaign, **p, 10)).count();
+        assert!((1_800..2_200).contains(&held), "{held} of 20,000 held out at 10%");
+        assert!(!people.iter().any(|p| in_holdout(campaign, *p, 0)));
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub const BUILT_IN_TYPES: &[&str] = &[
     "email.unsubscribed",
     "email.subscribed",
     "email.replied",
+    "email.auto_replied",
     "sms.sent",
     "sms.received",
     "chat.message",
@@ -774,6 +775,12 @@ pub fn payload_effect(kind: &str, payload: &Map<String, Value>) -> Result<(Optio
             (None, Effect::None)
         }
         "email.opened" => (None, Effect::EmailOpened),
+        // An out-of-office or other automatic answer: on the timeline, but nobody answered, so
+        // it is neither engagement nor a reply that stops outreach.
+        "email.auto_replied" => {
+            f.text("subject", false);
+            (None, Effect::None)
+        }
         // The customer's answer: engagement, which pending outreach listens for.
         "email.replied" => {
             f.text("subject", false);

@@ -742,44 +742,16 @@ fn stats(tx: &mut dyn Tx, store: &Store, id: Uuid) -> Result<CampaignStats> {
         .iter()
         .map(|r| Ok(ReasonCount { reason: r.opt_string(0)?.unwrap_or_default(), count: r.i64(1)? }))
         .collect::<Result<_>>()?;
-    let sum = |cond: &str| format!("CAST(coalesce(sum(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
     let r = tx.query_one(
-        &format!(
-            "SELECT count(*), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM message_outbox o \
-             WHERE o.campaign_id = $1 AND NOT o.test",
-            sum("o.status = 'queued'"),
-            sum("o.status = 'sent'"),
-            sum("o.status = 'failed'"),
-            sum("o.status = 'cancelled'"),
-            sum("o.status = 'unsendable'"),
-            sum("o.bounced_at IS NOT NULL"),
-            sum("o.complained_at IS NOT NULL"),
-            sum("o.opened_at IS NOT NULL"),
-            sum("o.clicked_at IS NOT NULL"),
-            sum("o.replied_at IS NOT NULL"),
-            sum("o.sent_at IS NOT NULL AND (o.unsubscribed_at IS NOT NULL OR EXISTS (SELECT 1 FROM contact_subscriptions cs \
-                 WHERE cs.contact_id = o.contact_id AND (cs.topic = '*' OR cs.topic = o.topic) AND NOT cs.subscribed \
-                 AND cs.changed_at >= o.sent_at))"),
-        ),
+        &format!("SELECT {} FROM message_outbox o WHERE o.campaign_id = $1 AND NOT o.test", MessageFigures::SELECT),
         &[id.into()],
     )?;
-    s.messages = r.i64(0)?;
-    s.queued = r.i64(1)?;
-    s.sent = r.i64(2)?;
-    s.failed = r.i64(3)?;
-    s.cancelled = r.i64(4)?;
-    s.unsendable = r.i64(5)?;
-    s.bounced = r.i64(6)?;
-    s.complained = r.i64(7)?;
-    s.opened = r.i64(8)?;
-    s.clicked = r.i64(9)?;
-    s.replied = r.i64(10)?;
-    s.unsubscribed = r.i64(11)?;
-    s.delivered = (s.sent - s.bounced).max(0);
-    if s.delivered > 0 {
-        s.open_rate = s.opened as f64 / s.delivered as f64;
-        s.click_rate = s.clicked as f64 / s.delivered as f64;
-    }
+    let f = MessageFigures::read(&r, 0)?;
+    (s.messages, s.queued, s.sent, s.failed, s.cancelled, s.unsendable) =
+        (f.messages, f.queued, f.sent, f.failed, f.cancelled, f.unsendable);
+    (s.bounced, s.complained, s.opened, s.clicked, s.replied, s.unsubscribed) =
+        (f.bounced, f.complained, f.opened, f.clicked, f.replied, f.unsubscribed);
+    (s.delivered, s.open_rate, s.click_rate) = (f.delivered, f.open_rate, f.click_rate);
     s.conversions = conversions(tx, store, &c, s.sent)?;
     Ok(s)
 }
@@ -787,23 +759,17 @@ fn stats(tx: &mut dyn Tx, store: &Store, id: Uuid) -> Result<CampaignStats> {
 /// Orders within the window after each message was sent, and within the same window after the
 /// campaign started for the holdout.
 fn conversions(tx: &mut dyn Tx, store: &Store, c: &Campaign, sent: i64) -> Result<Conversions> {
-    let rules = &store.options().profile_rules;
     let days = c.conversion_days;
-    let dialect = tx.dialect();
-    let after = |col: &str| match dialect {
-        Dialect::Sqlite => format!("{col} + {}", i64::from(days) * 86_400_000_000),
-        Dialect::Postgres => format!("{col} + interval '{days} days'"),
-    };
     let messaged_sql = format!(
         "SELECT e.contact_id, e.currency, e.amount_minor FROM message_outbox o JOIN events e ON e.contact_id = o.contact_id \
          AND e.type = 'order.completed' AND e.occurred_at >= o.sent_at AND e.occurred_at < {} \
          WHERE o.campaign_id = $1 AND NOT o.test AND o.status = 'sent'",
-        after("o.sent_at")
+        days_after(tx.dialect(), "o.sent_at", days)
     );
-    let messaged = group(tx, rules, &messaged_sql, &[c.id.into()], sent)?;
+    let messaged = (messaged_sql.as_str(), &[c.id.into()][..], sent);
     let holdout_people =
         tx.query_one("SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1 AND holdout", &[c.id.into()])?.i64(0)?;
-    let holdout = match c.started_at {
+    match c.started_at {
         Some(start) if holdout_people > 0 => {
             // The messaged group's window opens when their message leaves: at send_at, not before.
             let start = match c.send_at {
@@ -814,11 +780,38 @@ fn conversions(tx: &mut dyn Tx, store: &Store, c: &Campaign, sent: i64) -> Resul
                 "SELECT e.contact_id, e.currency, e.amount_minor FROM campaign_recipients r JOIN events e \
                  ON e.contact_id = r.contact_id AND e.type = 'order.completed' AND e.occurred_at >= $2 AND e.occurred_at < {} \
                  WHERE r.campaign_id = $1 AND r.holdout",
-                after("$2")
+                days_after(tx.dialect(), "$2", days)
             );
-            group(tx, rules, &sql, &[c.id.into(), start.into()], holdout_people)?
+            compare_conversions(tx, store, days, messaged, (&sql, &[c.id.into(), start.into()], holdout_people))
         }
-        _ => GroupOutcome { people: holdout_people, ..GroupOutcome::default() },
+        _ => compare_conversions(tx, store, days, messaged, ("", &[], holdout_people)),
+    }
+}
+
+/// `col` plus `days` days, in SQL.
+pub(crate) fn days_after(dialect: Dialect, col: &str, days: u16) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("{col} + {}", i64::from(days) * 86_400_000_000),
+        Dialect::Postgres => format!("{col} + interval '{days} days'"),
+    }
+}
+
+/// The messaged group against the holdout: each is a query listing `(contact_id, currency,
+/// amount_minor)` of the orders that count, its parameters, and how many people are in it.
+/// With nobody in the holdout its query is not run.
+pub(crate) fn compare_conversions(
+    tx: &mut dyn Tx,
+    store: &Store,
+    days: u16,
+    messaged: (&str, &[Value], i64),
+    holdout: (&str, &[Value], i64),
+) -> Result<Conversions> {
+    let rules = &store.options().profile_rules;
+    let messaged = group(tx, rules, messaged.0, messaged.1, messaged.2)?;
+    let holdout = if holdout.2 > 0 {
+        group(tx, rules, holdout.0, holdout.1, holdout.2)?
+    } else {
+        GroupOutcome { people: holdout.2, ..GroupOutcome::default() }
     };
     let with_holdout = holdout.people > 0 && messaged.people > 0;
     Ok(Conversions {
@@ -829,6 +822,77 @@ fn conversions(tx: &mut dyn Tx, store: &Store, c: &Campaign, sent: i64) -> Resul
         messaged,
         holdout,
     })
+}
+
+/// What became of a set of outbox messages (`o`) and what their recipients did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageFigures {
+    pub messages: i64,
+    /// Waiting to leave.
+    pub queued: i64,
+    /// Accepted by the relay or provider.
+    pub sent: i64,
+    /// Sent and not bounced.
+    pub delivered: i64,
+    pub bounced: i64,
+    pub complained: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Waiting for a channel that is not set up.
+    pub unsendable: i64,
+    pub opened: i64,
+    pub clicked: i64,
+    pub replied: i64,
+    /// Recipients who unsubscribed (from everything or the message's topic) after it was sent.
+    pub unsubscribed: i64,
+    /// Opened / delivered, clicked / delivered (0 when nothing was delivered).
+    pub open_rate: f64,
+    pub click_rate: f64,
+}
+
+impl MessageFigures {
+    /// The twelve aggregate columns [`MessageFigures::read`] reads, over `message_outbox o`.
+    pub(crate) const SELECT: &'static str = "count(*), \
+        CAST(coalesce(sum(CASE WHEN o.status = 'queued' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.status = 'cancelled' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.status = 'unsendable' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.bounced_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.complained_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.opened_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.clicked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.replied_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+        CAST(coalesce(sum(CASE WHEN o.sent_at IS NOT NULL AND (o.unsubscribed_at IS NOT NULL OR EXISTS (\
+            SELECT 1 FROM contact_subscriptions cs WHERE cs.contact_id = o.contact_id \
+            AND (cs.topic = '*' OR cs.topic = o.topic) AND NOT cs.subscribed AND cs.changed_at >= o.sent_at)) \
+            THEN 1 ELSE 0 END), 0) AS BIGINT)";
+
+    /// The figures from the columns of [`MessageFigures::SELECT`], starting at column `at`.
+    pub(crate) fn read(r: &Row, at: usize) -> Result<Self> {
+        let mut f = MessageFigures {
+            messages: r.i64(at)?,
+            queued: r.i64(at + 1)?,
+            sent: r.i64(at + 2)?,
+            failed: r.i64(at + 3)?,
+            cancelled: r.i64(at + 4)?,
+            unsendable: r.i64(at + 5)?,
+            bounced: r.i64(at + 6)?,
+            complained: r.i64(at + 7)?,
+            opened: r.i64(at + 8)?,
+            clicked: r.i64(at + 9)?,
+            replied: r.i64(at + 10)?,
+            unsubscribed: r.i64(at + 11)?,
+            ..MessageFigures::default()
+        };
+        f.delivered = (f.sent - f.bounced).max(0);
+        if f.delivered > 0 {
+            f.open_rate = f.opened as f64 / f.delivered as f64;
+            f.click_rate = f.clicked as f64 / f.delivered as f64;
+        }
+        Ok(f)
+    }
 }
 
 fn group(
@@ -857,4 +921,55 @@ fn group(
     let base = Currency::parse(&rules.base_currency).ok();
     g.revenue = base.map_or(0.0, |b| Money::new(b, base_minor).major());
     Ok(g)
+}
+
+/// What the campaign list shows of each campaign's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CampaignFigures {
+    /// Accepted by the relay.
+    pub sent: i64,
+    pub delivered: i64,
+    pub opened: i64,
+    pub clicked: i64,
+}
+
+impl Store {
+    /// Sent, delivered, opened and clicked messages of each of `ids` (test sends left out), in
+    /// one query; campaigns without messages are absent.
+    pub async fn campaign_figures(&self, ids: Vec<Uuid>) -> Result<HashMap<Uuid, CampaignFigures>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.read(move |tx| {
+            let keys: Vec<Value> = ids.iter().map(|id| Value::Uuid(*id)).collect();
+            let sum = |cond: &str| format!("CAST(coalesce(sum(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
+            let sql = format!(
+                "SELECT o.campaign_id, {}, {}, {}, {} FROM message_outbox o WHERE NOT o.test AND o.campaign_id IN ({{in}}) \
+                 GROUP BY o.campaign_id",
+                sum("o.status = 'sent'"),
+                sum("o.bounced_at IS NOT NULL"),
+                sum("o.opened_at IS NOT NULL"),
+                sum("o.clicked_at IS NOT NULL"),
+            );
+            let mut out = HashMap::new();
+            for r in select_in(tx, &sql, &[], &keys)? {
+                let (sent, bounced) = (r.i64(1)?, r.i64(2)?);
+                out.insert(
+                    r.uuid(0)?,
+                    CampaignFigures { sent, delivered: (sent - bounced).max(0), opened: r.i64(3)?, clicked: r.i64(4)? },
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Email messages (campaigns, workflows, tests) waiting in the outbox because no email relay
+    /// is configured.
+    pub async fn unsendable_email_count(&self) -> Result<i64> {
+        self.read(|tx| {
+            tx.query_one("SELECT count(*) FROM message_outbox WHERE channel = 'email' AND status = 'unsendable'", &[])?.i64(0)
+        })
+        .await
+    }
 }

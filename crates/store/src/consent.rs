@@ -456,6 +456,9 @@ fn current_consents(history: &[ConsentRecord]) -> Vec<CurrentConsent> {
     out.into_values().collect()
 }
 
+/// How long a double opt-in confirmation link works.
+pub const CONFIRM_WITHIN_DAYS: i64 = 30;
+
 impl Store {
     /// Every subscription topic, by key.
     pub async fn list_topics(&self) -> Result<Vec<SubscriptionTopic>> {
@@ -485,12 +488,22 @@ impl Store {
     }
 
     pub async fn update_topic(&self, key: String, patch: TopicPatch) -> Result<SubscriptionTopic> {
+        let now = self.now();
         self.write(move |tx| {
-            let input = TopicInput::patched(&load_topic(tx, &key)?, patch)?;
+            let before = load_topic(tx, &key)?;
+            let input = TopicInput::patched(&before, patch)?;
             tx.execute(
                 "UPDATE subscription_topics SET name = $2, description = $3, default_subscribed = $4 WHERE key = $1",
                 &[key.as_str().into(), input.name.into(), input.description.into(), input.default_subscribed.into()],
             )?;
+            if before.default_subscribed != input.default_subscribed {
+                // Everyone who never chose moves with the default: segments that test
+                // subscriptions are evaluated again in full by the next maintenance pass.
+                tx.execute(
+                    "UPDATE segments SET refresh_due_at = $1 WHERE CAST(filter_json AS TEXT) LIKE '%\"subscription\"%'",
+                    &[now.into()],
+                )?;
+            }
             load_topic(tx, &key)
         })
         .await
@@ -532,7 +545,8 @@ impl Store {
     }
 
     /// Confirms a double opt-in grant, which then takes effect. Confirming twice changes
-    /// nothing; a grant withdrawn since cannot be confirmed.
+    /// nothing; a grant withdrawn since, or asked for more than [`CONFIRM_WITHIN_DAYS`] days
+    /// ago, cannot be confirmed.
     pub async fn confirm_consent(&self, contact: Uuid, id: Uuid) -> Result<ConsentRecord> {
         let now = self.now();
         self.write(move |tx| {
@@ -543,6 +557,13 @@ impl Store {
                 .ok_or_else(|| StoreError::not_found("consent", id))?;
             if !rec.double_opt_in || rec.confirmed_at.is_some() {
                 return Ok(rec);
+            }
+            // An old link in a forgotten inbox is no proof of what the person wants today.
+            if now - rec.recorded_at > chrono::Duration::days(CONFIRM_WITHIN_DAYS) {
+                return Err(StoreError::conflict(
+                    "consent",
+                    format!("this confirmation link has expired ({CONFIRM_WITHIN_DAYS} days); sign up again"),
+                ));
             }
             if tx.exists(
                 "SELECT 1 FROM consent_ledger WHERE contact_id = $1 AND purpose = $2 AND channel = $3 AND NOT granted \

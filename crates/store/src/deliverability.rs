@@ -133,16 +133,16 @@ pub struct ReplyOutcome {
     pub status: IntakeStatus,
     /// `reply` or `auto_reply`.
     pub kind: &'static str,
-    /// The event type recorded (`email.replied`, or the custom `mail.auto_replied`).
+    /// The event type recorded (`email.replied` or `email.auto_replied`).
     pub event: Option<&'static str>,
     pub message_id: Option<Uuid>,
     pub contact_id: Option<Uuid>,
     pub detail: String,
 }
 
-/// The event type of an automatic answer. The `email` namespace is reserved for built-in
-/// types, so it is a custom type: on the timeline, never an unsubscribe nor an inbound touch.
-pub const AUTO_REPLY_EVENT: &str = "mail.auto_replied";
+/// The event type of an automatic answer: on the timeline, never an unsubscribe nor an
+/// inbound touch.
+pub const AUTO_REPLY_EVENT: &str = "email.auto_replied";
 
 /// An outbox row's facts that intake needs.
 struct Sent {
@@ -219,29 +219,29 @@ fn put(payload: &mut Map<String, Json>, key: &str, value: impl Into<Json>) {
     }
 }
 
+/// [`Store::delivery_check`] in a transaction, with the address's key.
+pub(crate) fn check_delivery(tx: &mut dyn crate::db::Tx, message_id: Uuid, key: &str) -> Result<DeliveryCheck> {
+    let suppressed = tx
+        .query_opt("SELECT reason, detail, created_at FROM email_suppressions WHERE address_key = $1", &[key.into()])?
+        .map(|r| Ok::<_, crate::StoreError>(Suppression { reason: r.string(0)?, detail: r.opt_string(1)?, since: r.time(2)? }))
+        .transpose()?;
+    let track = match tx.query_opt(
+        "SELECT m.test, p.do_not_track FROM message_outbox m LEFT JOIN contact_privacy p ON p.contact_id = m.contact_id \
+         WHERE m.id = $1",
+        &[message_id.into()],
+    )? {
+        Some(r) => !r.bool(0)? && !(if r.is_null(1) { false } else { r.bool(1)? }),
+        None => false,
+    };
+    Ok(DeliveryCheck { suppressed, track })
+}
+
 impl Store {
     /// Whether `address` may be mailed, and whether message `message_id` may carry tracking.
     pub async fn delivery_check(&self, message_id: Uuid, address: &str) -> Result<DeliveryCheck> {
         let key = address_key(address);
         // Two lookups by key, once per message sent: in place when a reader is free.
-        self.read_point_snapshot(move |tx| {
-            let suppressed = tx
-                .query_opt("SELECT reason, detail, created_at FROM email_suppressions WHERE address_key = $1", &[key.into()])?
-                .map(|r| {
-                    Ok::<_, crate::StoreError>(Suppression { reason: r.string(0)?, detail: r.opt_string(1)?, since: r.time(2)? })
-                })
-                .transpose()?;
-            let track = match tx.query_opt(
-                "SELECT m.test, p.do_not_track FROM message_outbox m LEFT JOIN contact_privacy p ON p.contact_id = m.contact_id \
-                 WHERE m.id = $1",
-                &[message_id.into()],
-            )? {
-                Some(r) => !r.bool(0)? && !(if r.is_null(1) { false } else { r.bool(1)? }),
-                None => false,
-            };
-            Ok(DeliveryCheck { suppressed, track })
-        })
-        .await
+        self.read_point_snapshot(move |tx| check_delivery(tx, message_id, &key)).await
     }
 
     /// Records an open or a click of message `message_id` sent to `contact_id`: the row's

@@ -559,13 +559,22 @@ pub(crate) fn ingest_tx(
 
     // Write: events with a sender id learn from RETURNING which were new; the rest are new by
     // construction.
-    // Subscription changes, kept aside before payloads move into the rows.
-    let subscriptions: Vec<(Option<String>, Uuid, String, bool, Timestamp)> = events
+    // Subscription changes, kept aside before payloads move into the rows: the topic, and
+    // where the change came from for the consent ledger.
+    let subscriptions: Vec<SubscriptionChange> = events
         .iter()
         .filter(|(e, ..)| matches!(e.kind.as_str(), "email.subscribed" | "email.unsubscribed"))
-        .map(|(e, contact, ..)| {
-            let topic = e.payload.get("topic").and_then(|t| t.as_str()).map(|t| t.trim().to_lowercase());
-            (e.source_id.clone(), *contact, topic.unwrap_or_else(|| "*".into()), e.kind == "email.subscribed", e.occurred_at)
+        .map(|(e, contact, id, _)| {
+            let text = |k: &str| e.payload.get(k).and_then(|t| t.as_str()).map(|t| t.trim().to_string());
+            SubscriptionChange {
+                source_id: e.source_id.clone(),
+                event_id: *id,
+                contact: *contact,
+                topic: text("topic").map(|t| t.to_lowercase()).unwrap_or_else(|| "*".into()),
+                subscribed: e.kind == "email.subscribed",
+                at: e.occurred_at,
+                source: text("source").filter(|s| !s.is_empty()).unwrap_or_else(|| "event".into()),
+            }
         })
         .collect();
     let mut with_source = Vec::new();
@@ -631,12 +640,39 @@ pub(crate) fn ingest_tx(
         (Some(s), Some(stored)) => stored.contains(s),
         _ => true,
     };
+    let subscriptions: Vec<SubscriptionChange> = subscriptions.into_iter().filter(|s| new_event(&s.source_id)).collect();
+    // Each change is a fact in the consent ledger too, whoever reported it (an unsubscribe
+    // link, a shop, an import): the record of who agreed to what, when, and how we know.
+    let mut ledger = Vec::with_capacity(subscriptions.len() * 9);
+    for s in &subscriptions {
+        let purpose = if s.topic == "*" { rapport_core::consent::ALL_MARKETING } else { s.topic.as_str() };
+        ledger.extend([
+            Value::Uuid(new_id()),
+            Value::Uuid(s.contact),
+            Value::Text(purpose.to_string()),
+            Value::Text("email".into()),
+            Value::Bool(s.subscribed),
+            Value::Text(s.source.chars().take(100).collect()),
+            Value::Text("consent".into()),
+            Value::Text(format!("event {}", s.event_id)),
+            Value::Time(s.at),
+        ]);
+    }
+    if !ledger.is_empty() {
+        insert_many(
+            tx,
+            "INSERT INTO consent_ledger (id, contact_id, purpose, channel, granted, source, legal_basis, evidence, recorded_at)",
+            9,
+            &ledger,
+            "",
+        )?;
+    }
     // One row per person and topic (a statement may not update a row twice): the latest.
     let mut latest: std::collections::BTreeMap<(Uuid, String), (bool, Timestamp)> = Default::default();
-    for (_, contact, topic, subscribed, at) in subscriptions.into_iter().filter(|s| new_event(&s.0)) {
-        let slot = latest.entry((contact, topic)).or_insert((subscribed, at));
-        if at >= slot.1 {
-            *slot = (subscribed, at);
+    for s in subscriptions {
+        let slot = latest.entry((s.contact, s.topic)).or_insert((s.subscribed, s.at));
+        if s.at >= slot.1 {
+            *slot = (s.subscribed, s.at);
         }
     }
     let mut values = Vec::new();
@@ -656,6 +692,20 @@ pub(crate) fn ingest_tx(
     }
     segments::mark_segments_dirty(tx, &touched, now)?;
     Ok(IngestReport { results, sold })
+}
+
+/// An `email.subscribed` / `email.unsubscribed` event's change, for the subscription state and
+/// the consent ledger.
+struct SubscriptionChange {
+    source_id: Option<String>,
+    event_id: Uuid,
+    contact: Uuid,
+    /// The topic key, `*` for all marketing.
+    topic: String,
+    subscribed: bool,
+    at: Timestamp,
+    /// The payload's `source` (`unsubscribe_link`, `shop`), or `event`.
+    source: String,
 }
 
 #[cfg(test)]

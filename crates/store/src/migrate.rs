@@ -75,6 +75,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_campaigns.sql"),
         postgres: include_str!("../migrations/postgres/0010_campaigns.sql"),
     },
+    Migration {
+        version: 11,
+        name: "workflow message statistics",
+        sqlite: include_str!("../migrations/sqlite/0011_message_stats.sql"),
+        postgres: include_str!("../migrations/postgres/0011_message_stats.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

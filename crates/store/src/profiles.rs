@@ -657,7 +657,7 @@ impl BestSellerCache {
     }
 }
 
-fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> Result<Vec<Recommendation>> {
+pub(crate) fn recommend(tx: &mut dyn Tx, store: &Store, contact_id: Uuid, limit: usize) -> Result<Vec<Recommendation>> {
     let rules = &store.options().profile_rules;
     let now = store.now();
     // Everything about this person in one indexed range: interests and what they bought.

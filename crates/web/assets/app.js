@@ -116,7 +116,7 @@
       if (pendingG) {
         pendingG = false;
         clearTimeout(gTimer);
-        var to = { c: "/contacts", s: "/segments", t: "/", o: "/companies", w: "/workflows", h: "/" }[k];
+        var to = { c: "/contacts", s: "/segments", t: "/", o: "/companies", w: "/workflows", m: "/campaigns", h: "/" }[k];
         if (to) { e.preventDefault(); window.location.href = to; }
         return;
       }

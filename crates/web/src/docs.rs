@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 use crate::api::{
-    automation, campaigns, companies, consent, contacts, custom_fields, deliverability, events, links, notes, relations,
-    segments, tags, tasks, templates, users, workflows,
+    automation, campaigns, companies, consent, contacts, custom_fields, deliverability, events, links, messages, notes,
+    relations, segments, tags, tasks, templates, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -36,11 +36,13 @@ use crate::api::{
         segments::members, segments::count, segments::explain, segments::refresh, segments::contact_segments, segments::maintain,
         tasks::list, tasks::create, tasks::read, tasks::update, tasks::remove,
         workflows::list, workflows::create, workflows::read, workflows::update, workflows::remove, workflows::enable, workflows::disable,
+        workflows::stats,
         automation::contact_automation, automation::points, automation::upcoming, automation::start, automation::simulate, automation::notifications,
         automation::read_notification, automation::deliveries,
         templates::list, templates::create, templates::read, templates::update, templates::remove, templates::preview,
         templates::layouts, templates::put_layout,
         deliverability::bounces, deliverability::inbound_mail,
+        messages::inbound,
         consent::list_topics, consent::create_topic, consent::read_topic, consent::update_topic, consent::delete_topic,
         consent::contact_consent, consent::record_consent, consent::read_privacy, consent::put_privacy,
         campaigns::list, campaigns::create, campaigns::read, campaigns::update, campaigns::remove, campaigns::send,
@@ -66,6 +68,7 @@ use crate::api::{
         (name = "campaigns", description = "A template sent to a segment, now or at a local time, with a holdout to measure it against; statistics and conversions."),
         (name = "consent", description = "Subscription topics, the consent ledger per contact (purpose, channel, source, legal basis, double opt-in) and privacy choices."),
         (name = "email", description = "Mail that comes back: bounces and complaints (which suppress an address), answers and automatic answers. Opens and clicks are tracked at /t/o and /t/c; see docs/email.md."),
+        (name = "messaging", description = "SMS and chat: inbound messages from a provider land on the timeline (STOP opts out). Outgoing ones are sent from the outbox through a provider webhook; see docs/messaging.md."),
         (name = "admin", description = "Operations for administrators."),
     )
 )]

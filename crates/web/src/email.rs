@@ -12,9 +12,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use rapport_channels::email::{EmailSender, ListUnsubscribe, Mailbox, OutgoingEmail, SendLimits};
+use rapport_channels::email::{BuiltEmail, EmailSender, ListUnsubscribe, Mailbox, OutgoingEmail, SendLimits};
 use rapport_channels::template::{LayoutSource, RenderError, TemplateSource, Templates};
 use rapport_channels::token::{self, Purpose};
+use rapport_store::Durability;
 use rapport_store::automation::MessageResult;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -52,10 +53,8 @@ fn unsubscribe_url(public_url: &str, secret: &[u8], contact: Uuid, message: Uuid
     format!("{}/u/{t}", public_url.trim_end_matches('/'))
 }
 
-/// Messages claimed at once for each connection of the pool: enough that claiming (one write,
-/// which looks through every queued message for consent changes) is a small part of sending
-/// them, few enough that a batch goes out well within its lease. With 100,000 queued, 1,000 at
-/// a time spent 4 s of the writer's time in claims, 4,000 at a time 1 s (`rapport bench email`).
+/// Messages claimed at once for each connection of the pool: enough that claiming (one write)
+/// is a small part of sending them, few enough that a batch goes out well within its lease.
 const CLAIM_PER_SESSION: usize = 256;
 const MAX_CLAIM: usize = 4096;
 /// Outcomes recorded in one transaction at most.
@@ -388,6 +387,13 @@ impl Pass {
 /// Writes outcomes as they come, one transaction at a time, each taking all that arrived
 /// while the last was written (one per session at most), until every session has finished.
 /// (Several writes under way at once were slower: more, smaller transactions.)
+///
+/// A session waits for its outcome to be committed, not for the disk
+/// ([`Durability::Process`]): a crash of this process loses no recorded outcome, so it still
+/// repeats at most one message per session; a power cut can also undo the outcomes of the last
+/// [`rapport_store::SYNC_WITHIN`] on SQLite, whose messages are then sent again (same
+/// Message-ID). Waiting for each commit's fsync was half of every session's time
+/// (`rapport bench email`).
 async fn record(store: &rapport_store::Store, mut written: mpsc::Receiver<Outcome>) {
     let mut arrived = Vec::with_capacity(RECORD_BATCH);
     while written.recv_many(&mut arrived, RECORD_BATCH).await > 0 {
@@ -401,7 +407,7 @@ async fn record(store: &rapport_store::Store, mut written: mpsc::Receiver<Outcom
         }
         let (results, acks): (Vec<_>, Vec<_>) = arrived.drain(..).map(|(id, result, ack)| ((id, result), ack)).unzip();
         let t = Instant::now();
-        if let Err(e) = store.finish_messages(results.clone()).await {
+        if let Err(e) = store.finish_messages_with(Durability::Process, results.clone()).await {
             // One bad row must not keep the others unrecorded: write them one by one.
             tracing::warn!(error = %e, "could not record email outcomes together; recording them one by one");
             for (id, result) in results {
@@ -453,7 +459,7 @@ async fn prepare(state: &AppState) -> Result<Prepared, String> {
 }
 
 /// Everything before the relay: the person's data, the template rendered, tracking, the
-/// message as it will be sent. `Err` is the outcome when there is nothing to send. Separate from
+/// message as it will be sent, in MIME. `Err` is the outcome when there is nothing to send. Separate from
 /// [`relay`] so that a session can compose its next message while its last one's outcome is
 /// being written.
 async fn compose(
@@ -461,24 +467,28 @@ async fn compose(
     channel: &EmailChannel,
     p: &Prepared,
     m: &rapport_store::automation::PendingMessage,
-) -> Result<OutgoingEmail, MessageResult> {
+) -> Result<BuiltEmail, MessageResult> {
     let failed = |error: String| Err(MessageResult::Failed { error });
     let Some(address) = m.recipient.clone() else { return failed("no email address".into()) };
     let to: Mailbox = match address.parse() {
         Ok(mb) => mb,
         Err(e) => return failed(format!("{address} is not an address the relay can carry: {e}")),
     };
-    let check = match state.store.delivery_check(m.id, &address).await {
-        Ok(c) => c,
-        Err(e) => return Err(MessageResult::Retry { error: e.to_string(), at: state.store.now() + retry_after(m.attempt) }),
+    let retry = |e: rapport_store::StoreError| {
+        Err(MessageResult::Retry { error: e.to_string(), at: state.store.now() + retry_after(m.attempt) })
+    };
+    let (check, context) = match state.store.message_inputs(m.id, m.contact_id, &address).await {
+        Ok(read) => read,
+        Err(e) => return retry(e),
     };
     if let Some(s) = &check.suppressed {
         return failed(suppressed_reason(&address, s));
     }
-    let mut context = match state.store.message_context(m.contact_id).await {
-        Ok(c) => c,
-        Err(rapport_store::StoreError::NotFound { .. }) => return failed("the contact was deleted".into()),
-        Err(e) => return Err(MessageResult::Retry { error: e.to_string(), at: state.store.now() + retry_after(m.attempt) }),
+    let mut context = match context {
+        Some(Ok(c)) => c,
+        Some(Err(rapport_store::StoreError::NotFound { .. })) => return failed("the contact was deleted".into()),
+        Some(Err(e)) => return retry(e),
+        None => return failed(format!("{address}: no data was read for this message")),
     };
     let unsubscribe = unsubscribe_url(&channel.public_url, &p.secret, m.contact_id, m.id);
     context["unsubscribe_url"] = serde_json::json!(unsubscribe);
@@ -510,7 +520,7 @@ async fn compose(
         list_unsubscribe: m.marketing.then_some(ListUnsubscribe { url: unsubscribe, mailto: None }),
         headers: vec![("X-Rapport-Message".into(), m.id.to_string())],
     };
-    Ok(email)
+    channel.sender.build(&email).map_err(|e| MessageResult::Failed { error: e.message().to_string() })
 }
 
 /// Hands a composed message to the relay: sent, to be tried again, or refused for good.
@@ -518,10 +528,10 @@ async fn relay(
     state: &AppState,
     channel: &EmailChannel,
     m: &rapport_store::automation::PendingMessage,
-    email: &OutgoingEmail,
+    email: &BuiltEmail,
 ) -> MessageResult {
     let failed = |error: String| MessageResult::Failed { error };
-    match channel.sender.send(email).await {
+    match channel.sender.send_built(email).await {
         Ok(_) => MessageResult::Sent,
         Err(e) if e.is_temporary() && m.attempt < MAX_ATTEMPTS => {
             MessageResult::Retry { error: e.message().to_string(), at: state.store.now() + retry_after(m.attempt) }

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod email;
 pub mod error;
 pub mod extract;
+pub mod messaging;
 pub mod ops;
 pub mod password;
 pub mod preferences;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub webhooks: Option<Arc<ops::WebhookSender>>,
     /// Sends email from the outbox; `None` when no SMTP relay is configured.
     pub email: Option<Arc<email::EmailChannel>>,
+    /// Sends SMS and chat messages from the outbox; `None` when no provider is configured.
+    pub messaging: Option<Arc<messaging::TextChannels>>,
 }
 
 impl AppState {
@@ -111,12 +114,19 @@ impl AppState {
             campaign_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: None,
             email: None,
+            messaging: None,
         }
     }
 
     /// Sends the outbox's email through `channel`.
     pub fn with_email(mut self, channel: email::EmailChannel) -> Self {
         self.email = Some(Arc::new(channel));
+        self
+    }
+
+    /// Sends text messages (SMS, chat) through the providers of `channels`.
+    pub fn with_messaging(mut self, channels: messaging::TextChannels) -> Self {
+        self.messaging = messaging::shared(channels);
         self
     }
 
@@ -155,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::templates::routes())
         .merge(api::deliverability::routes())
         .merge(api::consent::routes())
+        .merge(api::messages::routes())
         .fallback(ops::api_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -198,6 +209,7 @@ pub async fn serve(
     let automation = tokio::spawn(ops::automation_worker(state.clone()));
     let webhooks = tokio::spawn(ops::webhook_deliverer(state.clone()));
     let campaigns = tokio::spawn(ops::campaign_worker(state.clone()));
+    let texts = tokio::spawn(messaging::text_deliverer(state.clone()));
     let email = tokio::spawn(email::email_deliverer(state));
     // The peer address feeds the per-address limit on sign-in attempts.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -209,5 +221,6 @@ pub async fn serve(
     webhooks.abort();
     campaigns.abort();
     email.abort();
+    texts.abort();
     result
 }

@@ -228,6 +228,15 @@ async fn confirm_now(State(s): State<AppState>, Path(raw): Path<String>) -> Resp
             page(StatusCode::OK, "Subscription confirmed", &format!("<p>Thank you: you will receive {what}.</p>"))
         }
         Err(StoreError::NotFound { .. }) => bad_link(),
+        Err(StoreError::Conflict { message, .. }) if message.contains("expired") => page(
+            StatusCode::CONFLICT,
+            "This link has expired",
+            &format!(
+                "<p>Confirmation links work for {} days, and this one is older. Sign up again and confirm with the new \
+                 link.</p>",
+                rapport_store::consent::CONFIRM_WITHIN_DAYS
+            ),
+        ),
         Err(StoreError::Conflict { .. }) => page(
             StatusCode::CONFLICT,
             "No longer open",

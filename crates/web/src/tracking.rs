@@ -13,7 +13,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use rapport_channels::template::{add_open_pixel, rewrite_links};
+use rapport_channels::template::rewrite_links_and_add_pixel;
 use rapport_channels::token::{self, Purpose};
 use rapport_store::{Engagement, EngagementOutcome};
 use uuid::Uuid;
@@ -35,16 +35,22 @@ pub(crate) fn track_html(html: &str, public_url: &str, secret: &[u8], contact: U
     let base = public_url.trim_end_matches('/');
     let own = format!("{base}/");
     let click_token = token::sign(secret, Purpose::Click, *contact.as_bytes(), *message.as_bytes());
-    let rewritten = rewrite_links(html, &mut |url: &str| {
-        if keep.contains(&url) || url.starts_with(&own) || url == base {
-            return None;
-        }
-        let signature = token::sign_url(secret, *message.as_bytes(), url);
-        let query = form_urlencoded::Serializer::new(String::new()).append_pair("u", url).append_pair("s", &signature).finish();
-        Some(format!("{base}/t/c/{click_token}?{query}"))
-    });
     let open_token = token::sign(secret, Purpose::Open, *contact.as_bytes(), *message.as_bytes());
-    add_open_pixel(&rewritten, &format!("{base}/t/o/{open_token}"))
+    let pixel = format!("{base}/t/o/{open_token}");
+    // One pass over the HTML for both: it is most of the cost of tracking a message.
+    rewrite_links_and_add_pixel(
+        html,
+        &mut |url: &str| {
+            if keep.contains(&url) || url.starts_with(&own) || url == base {
+                return None;
+            }
+            let signature = token::sign_url(secret, *message.as_bytes(), url);
+            let query =
+                form_urlencoded::Serializer::new(String::new()).append_pair("u", url).append_pair("s", &signature).finish();
+            Some(format!("{base}/t/c/{click_token}?{query}"))
+        },
+        &pixel,
+    )
 }
 
 /// A transparent 1×1 GIF (43 bytes).

@@ -22,7 +22,7 @@ mod tests;
 pub use lettre::Address;
 pub use lettre::message::Mailbox;
 pub use mime::build_mime;
-pub use sender::{EmailSender, SendTimes};
+pub use sender::{BuiltEmail, EmailSender, SendTimes};
 pub use settings::{Security, SendLimits, SmtpSettings};
 
 /// One message as the outbox row describes it, already rendered.

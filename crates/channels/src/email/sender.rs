@@ -156,14 +156,35 @@ impl EmailSender {
 
     /// Renders `m`, waits for the rate limits and a free connection, and sends it.
     pub async fn send(&self, m: &OutgoingEmail) -> Result<Accepted, SendError> {
-        let times = &self.inner.times;
+        let built = self.build(m)?;
+        self.send_built(&built).await
+    }
+
+    /// Renders `m` as it goes over the wire, to send later with [`send_built`]: a caller that
+    /// must wait before sending can build the message meanwhile. A message that cannot be built
+    /// is refused for good ([`SendError::Permanent`]).
+    ///
+    /// [`send_built`]: EmailSender::send_built
+    pub fn build(&self, m: &OutgoingEmail) -> Result<BuiltEmail, SendError> {
         let started = Instant::now();
-        times.sends.fetch_add(1, Ordering::Relaxed);
         let message = build_message(m).map_err(|message| SendError::Permanent { message })?;
-        let bytes = formatted(&message);
+        let built = BuiltEmail {
+            bytes: formatted(&message),
+            envelope: message.envelope().clone(),
+            domain: m.to.email.domain().to_owned(),
+        };
+        add(&self.inner.times.mime, started.elapsed());
+        Ok(built)
+    }
+
+    /// Waits for the rate limits and a free connection, and sends a message [`build`] made.
+    ///
+    /// [`build`]: EmailSender::build
+    pub async fn send_built(&self, m: &BuiltEmail) -> Result<Accepted, SendError> {
+        let times = &self.inner.times;
+        times.sends.fetch_add(1, Ordering::Relaxed);
         let built = Instant::now();
-        add(&times.mime, built - started);
-        self.inner.rate.wait(m.to.email.domain()).await;
+        self.inner.rate.wait(&m.domain).await;
         let slot = self.inner.slots.acquire().await;
         let connected = Instant::now();
         add(&times.waiting, connected - built);
@@ -172,7 +193,7 @@ impl EmailSender {
         let limit = self.inner.limits.timeout;
         let attempt = timeout(limit, async {
             let mut connection = self.inner.checkout().await?;
-            let result = transaction(&mut connection, message.envelope(), &bytes).await;
+            let result = transaction(&mut connection, &m.envelope, &m.bytes).await;
             Ok((connection, result))
         });
         match attempt.await {
@@ -190,6 +211,21 @@ impl EmailSender {
         for mut idle in idle {
             timeout(QUIT_WAIT, idle.connection.smtp.quit()).await.ok();
         }
+    }
+}
+
+/// A message ready for the wire ([`EmailSender::build`]).
+pub struct BuiltEmail {
+    /// As sent after DATA, before dot stuffing.
+    bytes: Vec<u8>,
+    envelope: Envelope,
+    /// The recipient's domain, for the rate limits.
+    domain: String,
+}
+
+impl fmt::Debug for BuiltEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuiltEmail").field("bytes", &self.bytes.len()).field("envelope", &self.envelope).finish()
     }
 }
 

@@ -47,14 +47,32 @@ fn is_web_url(url: &str) -> bool {
 /// URL, puts that in its place. `mailto:`, `tel:`, `#anchors`, relative links and links inside
 /// comments are left alone, as is everything else in the document.
 pub fn rewrite_links(html: &str, rewrite: &mut dyn FnMut(&str) -> Option<String>) -> String {
-    if !html.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"href")) {
+    track(html, rewrite, None)
+}
+
+/// [`rewrite_links`] and then [`add_open_pixel`], in one pass of the tokenizer instead of two
+/// (the tokenizer is most of the cost of tracking a message).
+pub fn rewrite_links_and_add_pixel(html: &str, rewrite: &mut dyn FnMut(&str) -> Option<String>, pixel_url: &str) -> String {
+    track(html, rewrite, Some(pixel_url))
+}
+
+fn track(html: &str, rewrite: &mut dyn FnMut(&str) -> Option<String>, pixel_url: Option<&str>) -> String {
+    let links = html.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"href"));
+    if !links && pixel_url.is_none() {
         return html.to_owned();
     }
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     let mut in_link = false;
     let mut at_href = false;
     let mut seen_href = false;
+    let mut body_end = None;
     tokens(html, |event, span| match event {
+        CallbackEvent::EndTag { name } if name == b"body" => {
+            body_end = Some(span.start);
+            in_link = false;
+            at_href = false;
+        }
+        _ if !links => {}
         CallbackEvent::OpenStartTag { name } => {
             in_link = name == b"a" || name == b"area";
             seen_href = false;
@@ -87,7 +105,25 @@ pub fn rewrite_links(html: &str, rewrite: &mut dyn FnMut(&str) -> Option<String>
             at_href = false;
         }
     });
+    if let Some(pixel_url) = pixel_url {
+        let at = pixel_position(html, body_end);
+        // Tags do not overlap, so no link's edit spans the position.
+        let i = edits.partition_point(|(range, _)| range.start <= at);
+        edits.insert(i, (at..at, pixel(pixel_url)));
+    }
     apply(html, edits)
+}
+
+/// Where the open pixel goes: just before the last `</body>`, or at the end.
+fn pixel_position(html: &str, body_end: Option<usize>) -> usize {
+    body_end.filter(|&i| html.is_char_boundary(i) && html[i..].starts_with("</")).unwrap_or(html.len())
+}
+
+fn pixel(pixel_url: &str) -> String {
+    format!(
+        r#"<img src="{}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#,
+        escape_attribute(pixel_url)
+    )
 }
 
 fn apply(html: &str, edits: Vec<(Range<usize>, String)>) -> String {
@@ -115,11 +151,8 @@ pub fn add_open_pixel(html: &str, pixel_url: &str) -> String {
             body_end = Some(span.start);
         }
     });
-    let img = format!(
-        r#"<img src="{}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#,
-        escape_attribute(pixel_url)
-    );
-    let at = body_end.filter(|&i| html.is_char_boundary(i) && html[i..].starts_with("</")).unwrap_or(html.len());
+    let img = pixel(pixel_url);
+    let at = pixel_position(html, body_end);
     let mut out = String::with_capacity(html.len() + img.len());
     out.push_str(&html[..at]);
     out.push_str(&img);
@@ -130,6 +163,32 @@ pub fn add_open_pixel(html: &str, pixel_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_tracking_is_both_passes() {
+        let pages = [
+            r#"<html><body><a href="https://a.example/x">x</a><p>text</p><a href='mailto:a@b'>m</a></body></html>"#,
+            r#"<p>no body <a href=https://a.example/y>y</a></p>"#,
+            r#"<body>no links</body><!-- </body> --><a href="https://late.example/">after</a>"#,
+            r#"<body><a href="https://a.example/"></body></body>"#,
+            "",
+        ];
+        for html in pages {
+            let mut n = 0;
+            let mut rewrite = |url: &str| {
+                n += 1;
+                Some(format!("https://t.example/{n}?u={url}"))
+            };
+            let one = rewrite_links_and_add_pixel(html, &mut rewrite, "https://t.example/o");
+            let mut n = 0;
+            let mut rewrite = |url: &str| {
+                n += 1;
+                Some(format!("https://t.example/{n}?u={url}"))
+            };
+            let two = add_open_pixel(&rewrite_links(html, &mut rewrite), "https://t.example/o");
+            assert_eq!(one, two, "{html}");
+        }
+    }
 
     fn track(html: &str) -> (String, Vec<String>) {
         let mut seen = Vec::new();

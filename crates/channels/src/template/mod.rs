@@ -44,7 +44,7 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
-pub use html::{add_open_pixel, rewrite_links};
+pub use html::{add_open_pixel, rewrite_links, rewrite_links_and_add_pixel};
 pub use shape::{ContextShape, Shape};
 
 /// One message template as the business wrote it.

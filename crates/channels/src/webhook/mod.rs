@@ -82,6 +82,15 @@ pub struct Delivered {
     pub redirects: u32,
 }
 
+/// An accepted call's answer (see [`WebhookClient::deliver_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub redirects: u32,
+    /// The start of the response body (at most 64 KiB).
+    pub body: Vec<u8>,
+}
+
 /// Why a call did not go through. The message names the URL and the problem in words an operator
 /// can act on; it never contains the secret or URL credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,14 +159,32 @@ impl WebhookClient {
 
     /// Posts `req.body` to `req.url`, signed, following up to [`MAX_REDIRECTS`] redirects.
     pub async fn deliver(&self, req: &WebhookRequest) -> Result<Delivered, DeliveryError> {
+        let answer = self.call(req, &HeaderMap::new(), false).await?;
+        Ok(Delivered { status: answer.status, redirects: answer.redirects })
+    }
+
+    /// As [`WebhookClient::deliver`], also sending `extra` headers (a provider's API token;
+    /// they never replace the content type, signature or idempotency headers) and reading the
+    /// accepted answer's body (at most 64 KiB), for channels whose receiver answers with data
+    /// such as its own message id.
+    pub async fn deliver_with(&self, req: &WebhookRequest, extra: &HeaderMap) -> Result<Answer, DeliveryError> {
+        self.call(req, extra, true).await
+    }
+
+    async fn call(&self, req: &WebhookRequest, extra: &HeaderMap, read_body: bool) -> Result<Answer, DeliveryError> {
         let first = webhook_url(&req.url)?;
-        let headers = request_headers(req)?;
+        let mut headers = request_headers(req)?;
+        for (name, value) in extra {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
         let deadline = Instant::now() + self.timeouts.request;
         let mut url = first.clone();
         for redirects in 0..=MAX_REDIRECTS {
             tracing::debug!(delivery = %req.delivery_id, host = url.host_str().unwrap_or_default(), redirects, "posting webhook");
-            match self.post(&url, &headers, req, deadline).await {
-                Ok(Hop::Done(status)) => return Ok(Delivered { status, redirects }),
+            match self.post(&url, &headers, req, deadline, read_body).await {
+                Ok(Hop::Done(status, body)) => return Ok(Answer { status, redirects, body }),
                 Ok(Hop::Redirect(next)) => url = next,
                 Err(mut error) => {
                     if redirects > 0 {
@@ -173,7 +200,14 @@ impl WebhookClient {
         })
     }
 
-    async fn post(&self, url: &Url, headers: &HeaderMap, req: &WebhookRequest, deadline: Instant) -> Result<Hop, DeliveryError> {
+    async fn post(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        req: &WebhookRequest,
+        deadline: Instant,
+        read_body: bool,
+    ) -> Result<Hop, DeliveryError> {
         self.check_ip_host(url)?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -190,7 +224,8 @@ impl WebhookClient {
             .map_err(|error| self.send_error(url, &error))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(Hop::Done(status.as_u16()));
+            let body = if read_body { read_capped(response).await } else { Vec::new() };
+            return Ok(Hop::Done(status.as_u16(), body));
         }
         // 301/302/303 are re-posted like 307/308, not turned into a GET without a body: a
         // receiver whose URL moved still expects the payload, and a bodiless GET would be
@@ -247,7 +282,7 @@ impl WebhookClient {
 }
 
 enum Hop {
-    Done(u16),
+    Done(u16, Vec<u8>),
     Redirect(Url),
 }
 

@@ -91,6 +91,10 @@ pub struct WorkflowDraft {
     /// `"per_occurrence"` (default), `"once"`, `"always"` or `{"after": "P30D"}`.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub reentry: Option<Value>,
+    /// 0–90: this share of the people who enter, drawn at random, receive none of its
+    /// messages, so that its effect can be measured against them.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u8>))]
+    pub holdout_percent: Option<Value>,
 }
 
 impl WorkflowDraft {
@@ -115,6 +119,22 @@ pub struct WorkflowSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exit_when: Vec<String>,
     pub reentry: Reentry,
+    /// This share (0–90 %) of the people who enter get none of its messages: the holdout its
+    /// message statistics are measured against. Everything else in their run happens.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub holdout_percent: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+impl WorkflowSpec {
+    /// Whether `contact` is in this workflow's holdout: a stable draw from the two ids, the
+    /// same on every run and every instance.
+    pub fn holds_out(&self, workflow: uuid::Uuid, contact: uuid::Uuid) -> bool {
+        crate::campaign::in_holdout(workflow, contact, self.holdout_percent)
+    }
 }
 
 impl WorkflowSpec {
@@ -708,16 +728,24 @@ pub struct SendMessage {
 pub enum MessageChannel {
     Email,
     Sms,
+    /// A chat app reached by phone number (WhatsApp, Signal, RCS…) through a provider.
+    Chat,
 }
 
 impl MessageChannel {
-    pub const ALL: [MessageChannel; 2] = [MessageChannel::Email, MessageChannel::Sms];
+    pub const ALL: [MessageChannel; 3] = [MessageChannel::Email, MessageChannel::Sms, MessageChannel::Chat];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MessageChannel::Email => "email",
             MessageChannel::Sms => "sms",
+            MessageChannel::Chat => "chat",
         }
+    }
+
+    /// Whether messages go to a phone number (SMS and chat) rather than an email address.
+    pub fn uses_phone(self) -> bool {
+        matches!(self, MessageChannel::Sms | MessageChannel::Chat)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -917,7 +945,7 @@ pub struct Workflow {
 }
 
 /// Keys a `PATCH` may set to `null` to drop them (the others are required).
-const CLEARABLE_KEYS: &[&str] = &["conditions", "exit_when", "reentry"];
+const CLEARABLE_KEYS: &[&str] = &["conditions", "exit_when", "reentry", "holdout_percent"];
 
 impl WorkflowSpec {
     /// The document after a partial change: each top-level key of `patch` replaces the

@@ -11,7 +11,7 @@ use crate::segment::{self, FieldRef, Occurred, PayloadCondition};
 use crate::tag::TagName;
 use crate::{Birthday, text};
 
-const TOP_KEYS: &[&str] = &["name", "trigger", "conditions", "steps", "exit_when", "reentry"];
+const TOP_KEYS: &[&str] = &["name", "trigger", "conditions", "steps", "exit_when", "reentry", "holdout_percent"];
 
 const STEP_SHAPE: &str = "must be an action such as {\"action\": \"create_task\", \"title\": \"Call {{first_name}}\"}, \
      a wait such as {\"wait\": \"P2D\"} or a branch such as {\"if\": \"tag = \\\"vip\\\"\", \"then\": [...]}";
@@ -38,6 +38,7 @@ pub(super) fn draft(value: Value) -> Result<(WorkflowDraft, ValidationErrors), V
         steps: take("steps"),
         exit_when: take("exit_when"),
         reentry: take("reentry"),
+        holdout_percent: take("holdout_percent"),
     };
     Ok((draft, errs))
 }
@@ -51,6 +52,7 @@ pub(super) fn workflow(d: WorkflowDraft, errs: ValidationErrors) -> Result<Workf
         steps: present(d.steps),
         exit_when: present(d.exit_when),
         reentry: present(d.reentry),
+        holdout_percent: present(d.holdout_percent),
     };
     let mut p = Parser { errs, event_placeholders: true, name: None, steps_seen: 0 };
     let name = match &d.name {
@@ -74,10 +76,17 @@ pub(super) fn workflow(d: WorkflowDraft, errs: ValidationErrors) -> Result<Workf
         None => Some(Reentry::PerOccurrence),
         Some(v) => p.reentry(v),
     };
+    let holdout_percent = match &d.holdout_percent {
+        None => Some(0),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= u64::from(crate::campaign::MAX_HOLDOUT_PERCENT) => u8::try_from(n).ok(),
+            _ => p.fail("holdout_percent", format!("must be a whole number from 0 to {}", crate::campaign::MAX_HOLDOUT_PERCENT)),
+        },
+    };
     let mut errs = p.errs;
-    match (name, trigger, steps, reentry) {
-        (Some(name), Some(trigger), Some(steps), Some(reentry)) if errs.is_empty() => {
-            Ok(WorkflowSpec { name, trigger, conditions, steps, exit_when, reentry })
+    match (name, trigger, steps, reentry, holdout_percent) {
+        (Some(name), Some(trigger), Some(steps), Some(reentry), Some(holdout_percent)) if errs.is_empty() => {
+            Ok(WorkflowSpec { name, trigger, conditions, steps, exit_when, reentry, holdout_percent })
         }
         _ => {
             if errs.is_empty() {
@@ -603,11 +612,11 @@ impl Parser {
             "send_message" => {
                 let channel = self.str_key(map, path, "channel", true).and_then(|c| {
                     MessageChannel::parse(c.trim())
-                        .or_else(|| self.fail(at(path, "channel"), format!("'{c}' is not a channel; use email or sms")))
+                        .or_else(|| self.fail(at(path, "channel"), format!("'{c}' is not a channel; use email, sms or chat")))
                 });
                 let template = self.text_key(map, path, "template", NAME_CHARS, true);
                 let subject = self.template_key(map, path, "subject", TITLE_CHARS, false);
-                if channel == Some(MessageChannel::Sms) && subject.is_some() {
+                if channel.is_some_and(MessageChannel::uses_phone) && subject.is_some() {
                     return self.fail(at(path, "subject"), "only email messages have a subject");
                 }
                 Some(Action::SendMessage(SendMessage { channel: channel?, template: template?, subject }))

@@ -438,6 +438,8 @@ fn invalid_documents_name_the_exact_path() {
             json!({"name":"W","trigger":{"kind":"manual"},"steps":[task],"reentry":{"every":"P1D"}}),
             &["reentry.every", "reentry.after"],
         ),
+        (json!({"name":"W","trigger":{"kind":"manual"},"steps":[task],"holdout_percent":95}), &["holdout_percent"]),
+        (json!({"name":"W","trigger":{"kind":"manual"},"steps":[task],"holdout_percent":"10%"}), &["holdout_percent"]),
     ];
     for (doc, expected) in cases {
         let errs = errors(doc.clone());
@@ -981,14 +983,16 @@ fn any_spec() -> impl Strategy<Value = WorkflowSpec> {
         any_steps(),
         prop::sample::subsequence(vec!["order.completed", "email.replied", "visit.checked_in"], 0..=3),
         any_reentry(),
+        prop_oneof![Just(0u8), 1u8..=90],
     )
-        .prop_map(|(name, trigger, conditions, steps, exit, reentry)| WorkflowSpec {
+        .prop_map(|(name, trigger, conditions, steps, exit, reentry, holdout_percent)| WorkflowSpec {
             name,
             trigger,
             conditions,
             steps,
             exit_when: exit.into_iter().map(str::to_string).collect(),
             reentry,
+            holdout_percent,
         })
         .prop_filter("at most MAX_STEPS steps", |s| s.walk().count() <= MAX_STEPS)
         .prop_filter("a workflow does not start itself", |s| {

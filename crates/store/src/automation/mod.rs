@@ -17,11 +17,13 @@
 //! [`Store::automation_pass`] does one round of all of it; the server calls it in a loop.
 
 mod inbox;
+mod message_stats;
 mod outbox;
 mod runs;
 mod schedule;
 mod simulate;
 mod stats;
+mod texting;
 mod view;
 mod webhooks;
 
@@ -38,10 +40,12 @@ use crate::db::{Tx, insert_many};
 use crate::value::Value;
 use crate::{Result, Store, StoreError};
 
+pub use message_stats::{MessageStepStats, WorkflowMessageStats};
 pub use outbox::{MessageResult, NewMessage, PendingMessage};
 pub use runs::ManualStart;
 pub use simulate::{Simulation, SimulationSample};
 pub use stats::{WorkflowRunRow, WorkflowRunStats};
+pub use texting::OptOut;
 pub use view::{ContactAutomation, NextStep, Notification, PointsAccount, PointsEntry, RunStepView, RunView, UpcomingItem};
 pub use webhooks::{PendingWebhook, WebhookDelivery, WebhookResult};
 
@@ -72,6 +76,7 @@ impl Default for AutomationOptions {
                 FrequencyCap { channel: None, max: 3, per: Duration::days(7) },
                 FrequencyCap { channel: Some(MessageChannel::Email), max: 2, per: Duration::days(7) },
                 FrequencyCap { channel: Some(MessageChannel::Sms), max: 1, per: Duration::days(7) },
+                FrequencyCap { channel: Some(MessageChannel::Chat), max: 1, per: Duration::days(7) },
             ],
             ready_channels: Vec::new(),
         }

@@ -630,18 +630,20 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     let name = "send_message";
     let opts = &cx.store.options().automation;
     let channel = m.channel.as_str();
+    // Text channels send to the primary phone in E.164, which is what providers expect.
     let address = match m.channel {
         MessageChannel::Email => cx.contact.primary_email().map(|e| e.as_str().to_string()),
-        MessageChannel::Sms => cx.contact.phones.first().map(|ph| ph.number.to_string()),
+        MessageChannel::Sms | MessageChannel::Chat => {
+            cx.contact.phones.iter().find(|ph| ph.primary).or(cx.contact.phones.first()).map(|ph| ph.e164.clone())
+        }
     };
     if address.is_none() {
-        cx.record(
-            tx,
-            p,
-            name,
-            "blocked",
-            &format!("no {} address to send to", if channel == "sms" { "phone" } else { "email" }),
-        )?;
+        let why = if m.channel.uses_phone() {
+            format!("no phone number to send {channel} to")
+        } else {
+            "no email address to send to".to_string()
+        };
+        cx.record(tx, p, name, "blocked", &why)?;
         return Ok(Outcome::Next);
     }
     // "Do not contact" stops marketing on every channel, whatever the consent says.
@@ -658,6 +660,15 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     )? {
         let when = r.time(0)?.format("%Y-%m-%d");
         cx.record(tx, p, name, "blocked", &format!("they unsubscribed from all marketing on {when}"))?;
+        return Ok(Outcome::Next);
+    }
+    // Text channels follow the consent ledger of their own channel (a STOP reply, a recorded
+    // withdrawal); email follows its subscription state above.
+    if m.channel.uses_phone()
+        && let Some(when) = super::texting::marketing_withdrawn(tx, cx.contact.id, channel)?
+    {
+        let when = when.format("%Y-%m-%d");
+        cx.record(tx, p, name, "blocked", &format!("they withdrew consent to marketing by {channel} on {when}"))?;
         return Ok(Outcome::Next);
     }
     if let Some((from, to)) = opts.quiet_hours
@@ -700,6 +711,21 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
             )?;
             return Ok(Outcome::Next);
         }
+    }
+    // After the guards, so that the holdout holds only people the message would have reached:
+    // the group its statistics compare the messaged with.
+    if cx.spec.holds_out(cx.run.workflow_id, cx.contact.id) {
+        cx.record(
+            tx,
+            p,
+            name,
+            "held_out",
+            &format!(
+                "{channel} \"{}\" not sent: in the workflow's {}% holdout, to measure its effect",
+                m.template, cx.spec.holdout_percent
+            ),
+        )?;
+        return Ok(Outcome::Next);
     }
     let subject = match &m.subject {
         Some(t) => Some(cx.render(tx, t)?),

@@ -206,10 +206,17 @@ impl<'a, 'p> Compiler<'a, 'p> {
             Filter::Subscription(s) => {
                 let topic = self.param(s.topic.trim().to_lowercase());
                 let want = if s.subscribed { "TRUE" } else { "FALSE" };
-                let latest = format!(
+                let mut latest = format!(
                     "(SELECT s.subscribed FROM contact_subscriptions s WHERE s.contact_id = c.id AND s.topic IN ({topic}, '*') \
                      ORDER BY s.changed_at DESC LIMIT 1)"
                 );
+                // Someone who never chose is subscribed to a topic that is on by default (as
+                // sending treats them); "unsubscribed" stays an explicit choice.
+                if s.subscribed {
+                    latest = format!(
+                        "coalesce({latest}, (SELECT st.default_subscribed FROM subscription_topics st WHERE st.key = {topic}))"
+                    );
+                }
                 Ok(match self.d {
                     Dialect::Sqlite => format!("{latest} = {}", if s.subscribed { 1 } else { 0 }),
                     Dialect::Postgres => format!("{latest} = {want}"),

@@ -265,7 +265,7 @@ pub struct InboundResult {
 /// A person's answer (its `In-Reply-To`/`References` name one of our messages, or its sender
 /// is a contact) becomes `email.replied` on their timeline, which stops pending outreach of
 /// workflows. Automatic answers (RFC 3834 `Auto-Submitted`, `X-Autoreply`, `Precedence: bulk`,
-/// out-of-office subjects…) become `mail.auto_replied` and never a reply nor an unsubscribe.
+/// out-of-office subjects…) become `email.auto_replied` and never a reply nor an unsubscribe.
 /// A delivery report posted here is handled as by `POST /email/bounces`. Mail from an address
 /// no contact has is answered 202 and ignored.
 #[utoipa::path(post, path = "/api/v1/email/inbound", tag = "email",

@@ -244,6 +244,7 @@ pub async fn move_clock(
         let campaign_work = s.store.campaign_pass().await?;
         crate::ops::deliver_due_webhooks(&s).await;
         while crate::email::deliver_due(&s).await > 0 {}
+        while crate::messaging::deliver_due(&s).await > 0 {}
         let more = super::segments::bring_up_to_date(&s).await?;
         segments.entered += more.entered;
         segments.exited += more.exited;
@@ -252,7 +253,7 @@ pub async fn move_clock(
             pending = s.store.automation_pending().await?
                 || s.store.campaigns_due().await?
                 || s.store.webhooks_due().await?
-                || (s.email.is_some() && s.store.messages_due().await?);
+                || ((s.email.is_some() || s.messaging.is_some()) && s.store.messages_due().await?);
             if !pending {
                 break;
             }

@@ -10,6 +10,7 @@ pub mod custom_fields;
 pub mod deliverability;
 pub mod events;
 pub mod links;
+pub mod messages;
 pub mod notes;
 pub mod relations;
 pub mod segments;

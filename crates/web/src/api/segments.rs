@@ -262,7 +262,12 @@ pub async fn maintain(State(s): State<AppState>, caller: Caller) -> ApiResult<Js
 /// Refreshes time-dependent segments, then drains the change queue (which the refresh may
 /// have added to).
 pub async fn bring_up_to_date(s: &AppState) -> ApiResult<MaintainReport> {
-    let timed = s.store.refresh_time_dependent_segments().await?;
+    let mut timed = s.store.refresh_time_dependent_segments().await?;
+    // And segments flagged for a full pass (a subscription topic's default changed).
+    let flagged = s.store.refresh_due_segments(s.config.segment_refresh_every).await?;
+    timed.entered += flagged.entered;
+    timed.exited += flagged.exited;
+    timed.segments_refreshed += flagged.segments_refreshed;
     let mut r = s.store.maintain_segments_fully().await?;
     // On PostgreSQL a pass skips the contacts another maintainer (the server's own, every
     // second) holds, so it can end before that one has committed: wait for it, briefly, so

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/workflows/{id}", get(read).patch(update).delete(remove))
         .route("/workflows/{id}/enable", post(enable))
         .route("/workflows/{id}/disable", post(disable))
+        .route("/workflows/{id}/stats", get(stats))
 }
 
 /// An invalid workflow is a bad request (400) whose errors name the path of each bad part,
@@ -136,4 +137,43 @@ pub async fn enable(State(s): State<AppState>, caller: Caller, Path(id): Path<St
 pub async fn disable(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Workflow>> {
     caller.can_manage_automation()?;
     Ok(Json(s.store.set_workflow_enabled(parse_id(&id, "workflow")?, false).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Messages queued in the last this many days, 1–3650 (default 90).
+    days: Option<u32>,
+    /// An order within this many days after a message counts as a conversion, 1–365 (default 7).
+    conversion_days: Option<u16>,
+}
+
+/// A workflow's message statistics
+///
+/// Per `send_message` step: what became of its messages (sent, delivered, bounced, opened,
+/// clicked, replied, unsubscribed), how many runs the guards blocked there, how many were held
+/// out (the workflow's `holdout_percent`), and conversions — people who ordered within
+/// `conversion_days` of the message — against the holdout over the same window, with revenue
+/// in the base currency.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/stats", tag = "workflows", params(("id" = Uuid, Path), StatsParams),
+    responses((status = 200, body = rapport_store::automation::WorkflowMessageStats), (status = 400, body = Problem),
+        (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn stats(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(id): Path<String>,
+    Params(p): Params<StatsParams>,
+) -> ApiResult<Json<rapport_store::automation::WorkflowMessageStats>> {
+    let id = parse_id(&id, "workflow")?;
+    let days = p.days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError::bad_field("days", "must be from 1 to 3650"));
+    }
+    let conversion_days = p.conversion_days.unwrap_or(7);
+    if !(1..=365).contains(&conversion_days) {
+        return Err(ApiError::bad_field("conversion_days", "must be from 1 to 365"));
+    }
+    Ok(Json(s.store.workflow_message_stats(id, days, conversion_days).await?))
 }

@@ -43,6 +43,9 @@ struct DashboardPage {
     recent: Vec<RecentRow>,
     tasks: Vec<TaskRow>,
     coming_up: Vec<ComingUpRow>,
+    /// Email waits in the outbox because no SMTP relay is configured (templates/relay_notice.html).
+    relay_missing: bool,
+    relay_waiting: i64,
 }
 
 fn filter_link(filter: &str) -> String {
@@ -109,6 +112,8 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
     let mine = TaskFilter { assignee_id: Some(signed.user.id), ..Default::default() };
     let tasks = open_tasks(&s.store, mine, 10, true).await?;
     let coming_up = coming_up(&s.store, COMING_UP_DAYS, 20).await?;
+    // Said only when something is actually waiting: a business that sends no email needs no relay.
+    let relay_waiting = if super::campaigns::relay_configured(&s) { 0 } else { s.store.unsendable_email_count().await? };
     render(&DashboardPage {
         shell: signed.shell("today"),
         first_name: signed.user.name.split_whitespace().next().unwrap_or("").to_string(),
@@ -118,5 +123,7 @@ pub async fn page(State(s): State<AppState>, signed: Signed) -> Result<Response,
         recent,
         tasks,
         coming_up,
+        relay_missing: relay_waiting > 0,
+        relay_waiting,
     })
 }

@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod auth;
 mod automation;
+mod campaigns;
 mod charts;
 mod companies;
 mod contact_form;
@@ -21,6 +22,7 @@ mod search;
 mod segments;
 mod simulation;
 mod tasks;
+mod templates;
 mod timeline;
 mod views;
 mod workflows;
@@ -70,6 +72,18 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/workflows/{id}", get(workflows::show))
         .route("/workflows/{id}/enable", post(workflows::enable))
         .route("/workflows/{id}/disable", post(workflows::disable))
+        .route("/campaigns", get(campaigns::list).post(campaigns::create))
+        .route("/campaigns/new", get(campaigns::new_form))
+        .route("/campaigns/{id}", get(campaigns::show).post(campaigns::update))
+        .route("/campaigns/{id}/edit", get(campaigns::edit_form))
+        .route("/campaigns/{id}/send", post(campaigns::send))
+        .route("/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/campaigns/{id}/cancel", post(campaigns::cancel))
+        .route("/campaigns/{id}/test", post(campaigns::test_send))
+        .route("/templates", get(templates::list).post(templates::create))
+        .route("/templates/new", get(templates::new_form))
+        .route("/templates/{id}", get(templates::show).post(templates::update))
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}/read", post(notifications::mark_read))
         .route_layer(middleware::from_fn_with_state(state, auth::require_session));
@@ -180,7 +194,7 @@ pub struct Shell {
     pub user_email: String,
     pub csrf: String,
     /// Which navigation entry is current: `today`, `contacts`, `companies`, `segments`,
-    /// `workflows`, `notifications`, or "".
+    /// `workflows`, `campaigns` (also templates), `notifications`, or "".
     pub nav: &'static str,
     pub flash: Option<String>,
     pub can_write: bool,

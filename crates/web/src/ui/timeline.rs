@@ -84,10 +84,68 @@ pub fn line(e: &TimelineEvent, tz: Tz, users: &HashMap<Uuid, String>) -> EventLi
         "email.opened" => ("Opened an email".into(), s(p, "subject").map(str::to_string)),
         "email.clicked" => ("Clicked a link in an email".into(), s(p, "url").map(str::to_string)),
         "email.bounced" => (format!("An email bounced ({})", s(p, "kind").unwrap_or("unknown")), None),
-        "email.unsubscribed" => {
-            (s(p, "topic").map_or("Unsubscribed from all email".into(), |t| format!("Unsubscribed from {t}")), None)
+        "email.unsubscribed" => (
+            s(p, "topic")
+                .filter(|t| *t != "*")
+                .map_or("Unsubscribed from all marketing email".into(), |t| format!("Unsubscribed from {t}")),
+            s(p, "source").map(|src| format!("via {}", label(src).to_lowercase())),
+        ),
+        "email.subscribed" => (
+            s(p, "topic").filter(|t| *t != "*").map_or("Subscribed to marketing email".into(), |t| format!("Subscribed to {t}")),
+            s(p, "source").map(|src| format!("via {}", label(src).to_lowercase())),
+        ),
+        "email.replied" => ("Replied to an email".into(), s(p, "snippet").or(s(p, "subject")).map(str::to_string)),
+        "email.auto_replied" => {
+            ("Automatic answer to an email (out of office or similar)".into(), s(p, "subject").map(str::to_string))
         }
-        "email.subscribed" => (s(p, "topic").map_or("Subscribed".into(), |t| format!("Subscribed to {t}")), None),
+        "consent.changed" => {
+            let granted = p.get("granted").and_then(Value::as_bool).unwrap_or(false);
+            let purpose = s(p, "purpose").map_or("marketing".to_string(), |t| label(t).to_lowercase());
+            let channel = s(p, "channel").map_or(String::new(), |c| format!(" by {}", label(c).to_lowercase()));
+            (
+                format!("{} consent to {purpose}{channel}", if granted { "Gave" } else { "Withdrew" }),
+                s(p, "source").map(|src| {
+                    let basis = s(p, "legal_basis").map_or(String::new(), |b| format!(" ({})", label(b).to_lowercase()));
+                    format!("via {}{basis}", label(src).to_lowercase())
+                }),
+            )
+        }
+        "privacy.changed" => {
+            let on = |k: &str| p.get(k).and_then(Value::as_bool).unwrap_or(false);
+            let changed: Vec<String> = p
+                .get("changed")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|k| {
+                            let what = match k {
+                                "do_not_track" => "do not track",
+                                "do_not_contact" => "do not contact",
+                                "not_interested" => "not interested",
+                                other => other,
+                            };
+                            format!("{what} {}", if on(k) { "on" } else { "off" })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                if changed.is_empty() { "Privacy choices changed".into() } else { format!("Privacy: {}", changed.join(", ")) },
+                s(p, "source").map(|src| format!("via {}", label(src).to_lowercase())),
+            )
+        }
+        "task.created" => (format!("Task: {}", s(p, "title").unwrap_or("?")), s(p, "reason").map(str::to_string)),
+        "task.completed" => (format!("Task done: {}", s(p, "title").unwrap_or("?")), s(p, "reason").map(str::to_string)),
+        "workflow.action" => (
+            format!(
+                "{}: {} ({})",
+                s(p, "workflow").unwrap_or("Workflow"),
+                label(s(p, "action").unwrap_or("step")).to_lowercase(),
+                label(s(p, "outcome").unwrap_or("done")).to_lowercase()
+            ),
+            s(p, "detail").map(str::to_string),
+        ),
         "sms.received" => ("Sent a text message".into(), s(p, "text").or(s(p, "body")).map(str::to_string)),
         "chat.message" => (
             if s(p, "direction") == Some("outbound") { "Was sent a chat message".into() } else { "Wrote in chat".into() },
@@ -142,5 +200,49 @@ pub fn line(e: &TimelineEvent, tz: Tz, users: &HashMap<Uuid, String>) -> EventLi
         when: datetime(e.occurred_at, tz),
         when_iso: e.occurred_at.to_rfc3339(),
         actor: e.actor_id.and_then(|a| users.get(&a).cloned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn title_and_detail(kind: &str, payload: Value) -> (String, Option<String>) {
+        let at = "2027-03-01T10:00:00Z".parse().unwrap();
+        let e = TimelineEvent {
+            id: "e1".into(),
+            kind: kind.into(),
+            channel: "system".into(),
+            occurred_at: at,
+            received_at: at,
+            payload,
+            amount: None,
+            actor_id: None,
+        };
+        let l = line(&e, chrono_tz::UTC, &HashMap::new());
+        (l.title, l.detail)
+    }
+
+    #[test]
+    fn consent_and_privacy_read_as_sentences_not_json() {
+        let (t, d) = title_and_detail(
+            "consent.changed",
+            json!({"purpose": "marketing", "channel": "sms", "granted": false, "source": "sms_reply", "legal_basis": "consent"}),
+        );
+        assert_eq!(t, "Withdrew consent to marketing by sms");
+        assert_eq!(d.as_deref(), Some("via sms reply (consent)"));
+        let (t, _) = title_and_detail(
+            "privacy.changed",
+            json!({"do_not_track": true, "do_not_contact": false, "changed": ["do_not_track"], "source": "preference_centre"}),
+        );
+        assert_eq!(t, "Privacy: do not track on");
+        let (t, d) = title_and_detail("email.unsubscribed", json!({"topic": "*", "source": "unsubscribe_link"}));
+        assert_eq!((t.as_str(), d.as_deref()), ("Unsubscribed from all marketing email", Some("via unsubscribe link")));
+        let (t, d) = title_and_detail(
+            "workflow.action",
+            json!({"workflow": "Birthday", "action": "send_message", "outcome": "held_out", "detail": "in the holdout"}),
+        );
+        assert_eq!((t.as_str(), d.as_deref()), ("Birthday: send message (held out)", Some("in the holdout")));
     }
 }

@@ -87,6 +87,65 @@ pub struct RunRow {
     pub ended: String,
 }
 
+/// One message step's figures over the last [`MESSAGE_DAYS`] days.
+pub struct MessageRow {
+    pub step: String,
+    pub template: String,
+    pub channel: String,
+    pub current: bool,
+    pub sent: String,
+    pub delivered: String,
+    pub opened: String,
+    pub clicked: String,
+    pub replied: String,
+    pub unsubscribed: String,
+    pub blocked: String,
+    pub held_out: String,
+    /// "12.5% of 40" for the messaged, and the same for the holdout ("—" without one).
+    pub converted: String,
+    pub holdout_converted: String,
+    pub revenue: String,
+    /// "+3.1 orders the messages added", when there is a holdout to compare with.
+    pub effect: Option<String>,
+}
+
+/// Message statistics on a workflow's page cover this many days.
+const MESSAGE_DAYS: u32 = 90;
+
+fn message_rows(stats: rapport_store::automation::WorkflowMessageStats) -> Vec<MessageRow> {
+    use super::campaigns::percent;
+    use super::format::{money, thousands};
+    stats
+        .steps
+        .into_iter()
+        .map(|s| {
+            let f = &s.figures;
+            let c = &s.conversions;
+            let group = |g: &rapport_store::campaigns::GroupOutcome| {
+                if g.people == 0 { "—".to_string() } else { format!("{} of {}", percent(g.rate), thousands(g.people)) }
+            };
+            MessageRow {
+                step: s.step,
+                template: s.template,
+                channel: s.channel,
+                current: s.current,
+                sent: thousands(f.sent),
+                delivered: thousands(f.delivered),
+                opened: format!("{} ({})", thousands(f.opened), percent(f.open_rate)),
+                clicked: format!("{} ({})", thousands(f.clicked), percent(f.click_rate)),
+                replied: thousands(f.replied),
+                unsubscribed: thousands(f.unsubscribed),
+                blocked: thousands(s.blocked),
+                held_out: thousands(s.held_out),
+                converted: group(&c.messaged),
+                holdout_converted: group(&c.holdout),
+                revenue: money(c.messaged.revenue, &c.base_currency),
+                effect: c.incremental_conversions.map(|n| format!("{n:+.1} orders the messages added")),
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "workflows/show.html")]
 struct ShowPage {
@@ -102,6 +161,11 @@ struct ShowPage {
     /// The document as stored, pretty-printed.
     document: String,
     runs: Vec<RunRow>,
+    /// "10% of the people who reach a message get none (to measure the workflow)", if any.
+    holdout: Option<String>,
+    messages: Vec<MessageRow>,
+    message_days: u32,
+    conversion_days: u16,
     /// "Try it on past data": the period as typed, and what the replay found once asked.
     period: PeriodForm,
     simulation: Option<SimulationView>,
@@ -149,6 +213,11 @@ pub async fn show(
         }
     };
     let exit_when = w.spec.exit_when.clone();
+    let holdout = (w.spec.holdout_percent > 0).then(|| {
+        format!("{}% of the people who reach a message get none of them, to measure what the messages do", w.spec.holdout_percent)
+    });
+    let conversion_days = 7;
+    let messages = message_rows(s.store.workflow_message_stats(id, MESSAGE_DAYS, conversion_days).await?);
     let updated = datetime(w.updated_at, tz);
     let status = if period.has_errors() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     render_status(
@@ -164,6 +233,10 @@ pub async fn show(
             updated,
             document,
             runs,
+            holdout,
+            messages,
+            message_days: MESSAGE_DAYS,
+            conversion_days,
             period,
             simulation,
         },
