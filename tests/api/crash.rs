@@ -610,3 +610,45 @@ async fn killed_campaign_reaches_everyone_once_and_never_finishes_early_sqlite()
 async fn killed_campaign_reaches_everyone_once_and_never_finishes_early_postgres() {
     killed_campaign_reaches_everyone_once(Backend::Postgres).await;
 }
+
+/// Workflow email queued while no SMTP relay was configured waits in the outbox, marked
+/// unsendable with the reason, and goes out once Rapport is started with a relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_email_waiting_for_a_relay_goes_out_once_one_is_configured() {
+    use rapport_channels::email::sink::{Behaviour, SmtpSink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+    let server = Proc::start(dir.path(), &url).await;
+    server.post("/api/v1/admin/clock", json!({"set": "2026-01-01T12:00:00Z"})).await;
+    server
+        .post("/api/v1/templates", json!({"name": "welcome", "subject": "Welcome, {{ contact.first_name }}", "text": "Hello!"}))
+        .await;
+    let w = server
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "Welcome", "trigger": {"kind": "event", "type": "form.submitted"},
+                   "steps": [{"action": "send_message", "channel": "email", "template": "welcome"}]}),
+        )
+        .await;
+    server.post(&format!("/api/v1/workflows/{}/enable", w["id"].as_str().unwrap()), json!({})).await;
+    let c = server.post("/api/v1/contacts", json!({"first_name": "Wen", "emails": [{"address": "wen@example.com"}]})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    server
+        .post("/api/v1/events", json!({"events": [{"type": "form.submitted", "channel": "web", "contact": {"id": id}, "payload": {}}]}))
+        .await;
+    server.post("/api/v1/admin/clock", json!({"advance": "PT1M"})).await;
+    let view = server.get(&format!("/api/v1/contacts/{id}/automation")).await;
+    let step = &view["runs"][0]["steps"][0];
+    assert_eq!(step["outcome"], "unsendable", "{view}");
+    server.kill();
+
+    let sink = SmtpSink::start(Behaviour::accept()).await.expect("smtp sink");
+    let smtp = sink.url();
+    let server = Proc::start_with(dir.path(), &url, &["--smtp-url", smtp.as_str()]).await;
+    server.post("/api/v1/admin/clock", json!({"advance": "PT1M"})).await;
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "the waiting message went out");
+    assert_eq!(got[0].rcpt_to, ["wen@example.com"]);
+    server.kill();
+}

@@ -208,6 +208,7 @@ pub const BUILT_IN_TYPES: &[&str] = &[
     "email.opened",
     "email.clicked",
     "email.bounced",
+    "email.auto_replied",
     "email.unsubscribed",
     "email.subscribed",
     "email.replied",
@@ -289,11 +290,12 @@ pub fn check_type(raw: &str) -> Result<(), String> {
 }
 
 /// Built-in types that never count as the person doing something: messages to them, delivery
-/// reports and subscription changes. Chats and calls count or not by their direction; refunds
-/// count when they carry an amount.
+/// reports, a mailbox's automatic answers and subscription changes. Chats and calls count or
+/// not by their direction; refunds count when they carry an amount.
 const NOT_ALWAYS_ACTIVITY: &[&str] = &[
     "email.sent",
     "email.bounced",
+    "email.auto_replied",
     "email.unsubscribed",
     "email.subscribed",
     "sms.sent",

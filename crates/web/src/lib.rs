@@ -210,6 +210,15 @@ pub async fn serve(
     let webhooks = tokio::spawn(ops::webhook_deliverer(state.clone()));
     let campaigns = tokio::spawn(ops::campaign_worker(state.clone()));
     let texts = tokio::spawn(messaging::text_deliverer(state.clone()));
+    if state.email.is_some() {
+        // Workflow email that waited for a relay goes out now that one is configured (campaigns
+        // requeue their own when they settle).
+        match state.store.release_unsendable_messages("email").await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "email that waited for a relay is queued again"),
+            Err(e) => tracing::warn!(error = %e, "could not queue waiting email again"),
+        }
+    }
     let email = tokio::spawn(email::email_deliverer(state));
     // The peer address feeds the per-address limit on sign-in attempts.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

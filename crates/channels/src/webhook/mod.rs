@@ -7,8 +7,8 @@
 //! unless the operator opens it. Addresses are checked where the connection is made (in the DNS
 //! resolver reqwest connects through) and again on every redirect.
 //!
-//! TLS: reqwest is built without a TLS backend until the workspace chooses one, so `https://`
-//! URLs fail to connect and come back as [`DeliveryError::Temporary`].
+//! TLS: rustls with the `ring` provider and the bundled Mozilla roots (the same stack lettre
+//! uses for SMTP), so `https://` endpoints are verified against the public web PKI.
 
 mod address;
 mod signature;
@@ -263,10 +263,7 @@ impl WebhookClient {
             }
             return self.timed_out(url);
         }
-        let mut detail = causes(error);
-        if url.scheme() == "https" && detail.contains("scheme is not http") {
-            detail.push_str(" (this build has no TLS support yet)");
-        }
+        let detail = causes(error);
         if error.is_connect() {
             DeliveryError::temporary(format!("could not connect to {url}: {detail}"))
         } else if error.is_builder() {

@@ -361,13 +361,25 @@ async fn a_silent_receiver_times_out_as_temporary() {
     assert!(message.contains("did not answer within 0.3 s"), "{message}");
 }
 
+/// An `https://` endpoint gets a TLS handshake: a server that does not speak TLS (or whose
+/// certificate does not check out) is a failure for now, never a plain-text request.
 #[tokio::test]
-async fn https_without_tls_is_temporary() {
+async fn https_speaks_tls_and_a_failed_handshake_is_temporary() {
     let (listener, _) = listen().await;
     let port = listener.local_addr().unwrap().port();
+    let seen = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 3];
+        use tokio::io::AsyncReadExt;
+        let _ = stream.read_exact(&mut first).await;
+        first
+    });
     let error = client(local_only()).deliver(&request(&format!("https://127.0.0.1:{port}/"))).await.unwrap_err();
     let DeliveryError::Temporary { message, .. } = &error else { panic!("{error:?}") };
-    assert!(message.contains("no TLS support"), "{message}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    // A TLS record (handshake, version 3.x), not "POST / HTTP/1.1".
+    let first = seen.await.unwrap();
+    assert_eq!(&first[..2], &[0x16, 0x03], "{first:?}");
 }
 
 #[test]

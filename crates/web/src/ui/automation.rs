@@ -21,7 +21,7 @@ use crate::AppState;
 /// Outcomes that mean a step did not do what it was meant to (marked red).
 const BAD_OUTCOMES: [&str; 2] = ["blocked", "failed"];
 /// Outcomes that mean it waited or went out unsent (marked amber).
-const HELD_OUTCOMES: [&str; 3] = ["deferred", "unsendable", "skipped"];
+const HELD_OUTCOMES: [&str; 5] = ["deferred", "unsendable", "skipped", "held_out", "cancelled"];
 
 /// One run on a contact's page.
 pub struct RunCard {
@@ -58,7 +58,7 @@ pub struct NextLine {
 pub struct StepLine {
     pub action: String,
     pub outcome: String,
-    /// `bad` (blocked, failed), `held` (deferred, unsendable, skipped) or "".
+    /// `bad` (blocked, failed), `held` (deferred, unsendable, skipped, held out, cancelled) or "".
     pub mark: &'static str,
     pub detail: String,
     pub when: String,

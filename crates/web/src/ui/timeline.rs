@@ -80,7 +80,7 @@ pub fn line(e: &TimelineEvent, tz: Tz, users: &HashMap<Uuid, String>) -> EventLi
         "page.viewed" => ("Viewed a page".into(), s(p, "url").map(str::to_string)),
         "visit.checked_in" => (s(p, "location").map_or("Visited".into(), |l| format!("Visited {l}")), None),
         "email.sent" => ("Was sent an email".into(), s(p, "subject").map(str::to_string)),
-        "sms.sent" => ("Was sent a text message".into(), s(p, "subject").map(str::to_string)),
+        "sms.sent" => ("Was sent a text message".into(), s(p, "text").or(s(p, "body")).or(s(p, "subject")).map(str::to_string)),
         "email.opened" => ("Opened an email".into(), s(p, "subject").map(str::to_string)),
         "email.clicked" => ("Clicked a link in an email".into(), s(p, "url").map(str::to_string)),
         "email.bounced" => (format!("An email bounced ({})", s(p, "kind").unwrap_or("unknown")), None),
