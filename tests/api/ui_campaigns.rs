@@ -315,6 +315,38 @@ both_backends! {
     }
 }
 
+both_backends! {
+    async fn a_contacts_page_says_whether_they_may_be_contacted(app) {
+        business(app).await;
+        app.create("/api/v1/subscription-topics", json!({"key": "news", "name": "Monthly news"})).await;
+        app.create("/api/v1/subscription-topics", json!({"key": "offers", "name": "Offers", "default_subscribed": false})).await;
+        let c = app.create("/api/v1/contacts", json!({"first_name": "Pia", "phones": [{"number": "+4915112345678"}]})).await;
+        let id = id_of(&c);
+        send(app.req(reqwest::Method::PUT, &format!("/api/v1/contacts/{id}/privacy")).json(&json!({"do_not_contact": true})))
+            .await
+            .expect(200);
+        app.create(&format!("/api/v1/contacts/{id}/consent"), json!({"purpose": "marketing", "channel": "sms", "granted": false,
+            "source": "sms_reply"}))
+            .await;
+        let mut mel = Session::sign_in(app, "mel@harbourpine.example").await;
+        let page = mel.get(&format!("/contacts/{id}")).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let card = &page.text[page.text.find("id=\"reach\"").expect("the card")..];
+        let card = &card[..card.find("</section>").unwrap()];
+        assert!(card.contains(">Do not contact</span>"), "{card}");
+        assert!(card.contains("✓ Monthly news <span class=\"muted\">by default</span>"), "{card}");
+        assert!(card.contains("✗ Offers <span class=\"muted\">by default</span>"), "{card}");
+        assert!(card.contains("Sms marketing: withdrawn (sms reply,"), "{card}");
+
+        app.post("/api/v1/events", json!({"events": [{"type": "email.unsubscribed", "contact": {"id": id}, "payload": {}}]}))
+            .await
+            .expect(200);
+        let page = mel.get(&format!("/contacts/{id}")).await;
+        assert!(page.text.contains("data-testid=\"reach-all\">Unsubscribed from all marketing email on "), "{}", page.text);
+        assert!(page.text.contains("✗ Monthly news <span class=\"muted\">all marketing</span>"), "{}", page.text);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // In Chromium
 // ---------------------------------------------------------------------------------------------

@@ -126,30 +126,9 @@ pub struct CampaignStats {
     /// Chosen but not messaged, by reason (unsubscribed, no address, bounced before…).
     pub skipped: i64,
     pub skipped_reasons: Vec<ReasonCount>,
-    /// Messages in the outbox (test sends excluded).
-    pub messages: i64,
-    /// Waiting to leave (including ones due later in their zone, or paused).
-    pub queued: i64,
-    /// Accepted by the relay.
-    pub sent: i64,
-    /// Sent and not bounced.
-    pub delivered: i64,
-    pub bounced: i64,
-    pub complained: i64,
-    /// Given up: a permanent refusal, a template that did not render.
-    pub failed: i64,
-    /// Stopped before leaving: the person unsubscribed meanwhile, or the campaign was cancelled.
-    pub cancelled: i64,
-    /// Waiting for a channel that is not set up (no email relay configured).
-    pub unsendable: i64,
-    pub opened: i64,
-    pub clicked: i64,
-    pub replied: i64,
-    /// Recipients who unsubscribed (from everything or from the campaign's topic) after it was sent.
-    pub unsubscribed: i64,
-    /// Opened / delivered, clicked / delivered (0 when nothing was delivered).
-    pub open_rate: f64,
-    pub click_rate: f64,
+    /// What became of its messages (test sends excluded) and what their recipients did.
+    #[serde(flatten)]
+    pub figures: MessageFigures,
     pub conversions: Conversions,
 }
 
@@ -746,13 +725,8 @@ fn stats(tx: &mut dyn Tx, store: &Store, id: Uuid) -> Result<CampaignStats> {
         &format!("SELECT {} FROM message_outbox o WHERE o.campaign_id = $1 AND NOT o.test", MessageFigures::SELECT),
         &[id.into()],
     )?;
-    let f = MessageFigures::read(&r, 0)?;
-    (s.messages, s.queued, s.sent, s.failed, s.cancelled, s.unsendable) =
-        (f.messages, f.queued, f.sent, f.failed, f.cancelled, f.unsendable);
-    (s.bounced, s.complained, s.opened, s.clicked, s.replied, s.unsubscribed) =
-        (f.bounced, f.complained, f.opened, f.clicked, f.replied, f.unsubscribed);
-    (s.delivered, s.open_rate, s.click_rate) = (f.delivered, f.open_rate, f.click_rate);
-    s.conversions = conversions(tx, store, &c, s.sent)?;
+    s.figures = MessageFigures::read(&r, 0)?;
+    s.conversions = conversions(tx, store, &c, s.figures.sent)?;
     Ok(s)
 }
 

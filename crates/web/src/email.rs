@@ -15,6 +15,7 @@ use axum::routing::get;
 use rapport_channels::email::{BuiltEmail, EmailSender, ListUnsubscribe, Mailbox, OutgoingEmail, SendLimits};
 use rapport_channels::template::{LayoutSource, RenderError, TemplateSource, Templates};
 use rapport_channels::token::{self, Purpose};
+use rapport_core::message::{MAX_SEND_ATTEMPTS as MAX_ATTEMPTS, retry_after};
 use rapport_store::Durability;
 use rapport_store::automation::MessageResult;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -33,19 +34,6 @@ pub struct EmailChannel {
 
 /// How long a claimed message is this instance's: longer than one SMTP transaction takes.
 const LEASE_SECS: i64 = 120;
-/// Attempts before a message that keeps failing for now is given up.
-const MAX_ATTEMPTS: u32 = 8;
-
-fn retry_after(attempt: u32) -> chrono::Duration {
-    // 1 min, 5 min, 15 min, 1 h, then every 4 h.
-    match attempt {
-        0 | 1 => chrono::Duration::minutes(1),
-        2 => chrono::Duration::minutes(5),
-        3 => chrono::Duration::minutes(15),
-        4 => chrono::Duration::hours(1),
-        _ => chrono::Duration::hours(4),
-    }
-}
 
 /// The unsubscribe link of a message to a contact.
 fn unsubscribe_url(public_url: &str, secret: &[u8], contact: Uuid, message: Uuid) -> String {

@@ -18,6 +18,7 @@ use rapport_channels::webhook::DeliveryError;
 use rapport_core::PhoneNumber;
 use rapport_core::event::IngestRequest;
 use rapport_core::workflow::MessageChannel;
+use rapport_core::message::{MAX_SEND_ATTEMPTS as MAX_ATTEMPTS, retry_after};
 use rapport_store::automation::{MessageResult, PendingMessage};
 use serde_json::json;
 
@@ -52,19 +53,6 @@ const LEASE_SECS: i64 = 60;
 const START_BY: Duration = Duration::from_secs(40);
 /// Messages claimed at once per channel.
 const CLAIM: usize = 20;
-/// Attempts before a message that keeps failing for now is given up, as for email.
-const MAX_ATTEMPTS: u32 = 8;
-
-/// The email channel's schedule: 1 min, 5 min, 15 min, 1 h, then every 4 h.
-fn retry_after(attempt: u32) -> chrono::Duration {
-    match attempt {
-        0 | 1 => chrono::Duration::minutes(1),
-        2 => chrono::Duration::minutes(5),
-        3 => chrono::Duration::minutes(15),
-        4 => chrono::Duration::hours(1),
-        _ => chrono::Duration::hours(4),
-    }
-}
 
 /// One delivery pass over every configured text channel: messages that waited for a channel
 /// to be set up are queued again, then due messages are claimed and sent one by one. Returns

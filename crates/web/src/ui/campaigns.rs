@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use rapport_core::FieldError;
 use rapport_core::campaign::{Campaign, CampaignCommand, CampaignDraft, CampaignInput, CampaignStatus};
 use rapport_core::email::EmailAddress;
-use rapport_store::campaigns::{CampaignStats, GroupOutcome, TestSend};
+use rapport_store::campaigns::{CampaignStats, GroupOutcome, MessageFigures, TestSend};
 use rapport_store::{PageRequest, StoreError};
 use uuid::Uuid;
 
@@ -633,7 +633,7 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         facts.push(Fact { label: what, value: datetime(t, tz), href: None });
     }
     let relay_missing = !relay_configured(&s);
-    let relay_waiting = if relay_missing { st.unsendable } else { 0 };
+    let relay_waiting = if relay_missing { st.figures.unsendable } else { 0 };
     let conv = &st.conversions;
     let currency = conv.base_currency.clone();
     let page = ShowPage {
@@ -654,8 +654,8 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         audience_chosen: c.audience_chosen_at.is_some(),
         audience: audience_figures(&st),
         skipped_reasons: st.skipped_reasons.iter().map(|r| (sentence(&r.reason), thousands(r.count))).collect(),
-        messages: message_figures(&st),
-        funnel: funnel(&st),
+        messages: message_figures(&st.figures),
+        funnel: funnel(&st.figures),
         conversion_chart: conversion_chart(&st),
         groups: vec![group_row("Sent the campaign", &conv.messaged, &currency), group_row("Holdout", &conv.holdout, &currency)],
         window_days: conv.window_days,
@@ -669,14 +669,14 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
 fn audience_figures(st: &CampaignStats) -> Vec<Figure> {
     vec![
         Figure { label: "Audience", value: thousands(st.audience), note: "chosen when sending started".into(), key: "audience" },
-        Figure { label: "Recipients", value: thousands(st.messages), note: "messaged".into(), key: "recipients" },
+        Figure { label: "Recipients", value: thousands(st.figures.messages), note: "messaged".into(), key: "recipients" },
         Figure { label: "Held out", value: thousands(st.holdout), note: "receive nothing".into(), key: "holdout" },
         Figure { label: "Skipped", value: thousands(st.skipped), note: "may not be mailed".into(), key: "skipped" },
         Figure { label: "Still to queue", value: thousands(st.pending), note: String::new(), key: "pending" },
     ]
 }
 
-fn message_figures(st: &CampaignStats) -> Vec<Figure> {
+fn message_figures(st: &MessageFigures) -> Vec<Figure> {
     let of_delivered = |n: i64| if st.delivered > 0 { percent(n as f64 / st.delivered as f64) } else { String::new() };
     let mut out = vec![
         Figure { label: "Sent", value: thousands(st.sent), note: String::new(), key: "sent" },
@@ -702,7 +702,7 @@ fn message_figures(st: &CampaignStats) -> Vec<Figure> {
 }
 
 /// Sent → delivered → opened → clicked.
-fn funnel(st: &CampaignStats) -> Option<BarChart> {
+fn funnel(st: &MessageFigures) -> Option<BarChart> {
     if st.sent == 0 {
         return None;
     }

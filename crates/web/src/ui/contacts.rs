@@ -521,6 +521,75 @@ struct ShowPage {
     events: Vec<EventLine>,
     more_url: Option<String>,
     custom: Vec<Fact>,
+    reach: ReachCard,
+}
+
+/// "May we contact them?": privacy choices, email topics and other channels' consent, as a
+/// salesperson needs them before picking up the phone or writing.
+pub struct ReachCard {
+    /// ("Do not contact", "bad"): the choices that stop or limit outreach.
+    pub flags: Vec<(String, &'static str)>,
+    /// Each topic: name, whether they get it, and why ("their choice", "by default").
+    pub topics: Vec<(String, bool, String)>,
+    /// "Unsubscribed from all marketing email on 3 Mar 2027", when they did.
+    pub all_marketing: Option<String>,
+    /// Consent on other channels: "SMS marketing: withdrawn (sms reply, 4 Mar 2027)".
+    pub channels: Vec<String>,
+}
+
+async fn reach_card(s: &AppState, id: Uuid, tz: chrono_tz::Tz) -> Result<ReachCard, UiError> {
+    let c = s.store.contact_consent(id).await?;
+    let mut flags = Vec::new();
+    if c.privacy.do_not_contact {
+        flags.push(("Do not contact".to_string(), "bad"));
+    }
+    if c.privacy.not_interested {
+        flags.push(("Not interested".to_string(), "bad"));
+    }
+    if c.privacy.do_not_track {
+        flags.push(("Do not track".to_string(), "held"));
+    }
+    let all_marketing = (!c.all_marketing).then(|| {
+        let when = c.history.iter().find(|h| h.channel == "email" && h.purpose == "marketing" && !h.granted);
+        match when {
+            Some(h) => format!("Unsubscribed from all marketing email on {}", date(h.recorded_at, tz)),
+            None => "Unsubscribed from all marketing email".to_string(),
+        }
+    });
+    let topics = c
+        .topics
+        .iter()
+        .map(|t| {
+            let why = match t.basis {
+                "choice" => "their choice",
+                "all_marketing" => "all marketing",
+                _ => "by default",
+            };
+            (t.name.clone(), t.subscribed, why.to_string())
+        })
+        .collect();
+    let channels = c
+        .consents
+        .iter()
+        .filter(|k| k.channel != "email")
+        .map(|k| {
+            let state = match (k.granted, k.pending_confirmation) {
+                (_, true) => "waiting for confirmation",
+                (Some(true), _) => "given",
+                (Some(false), _) => "withdrawn",
+                (None, _) => "not recorded",
+            };
+            let how = [k.source.as_deref().map(|s| label(s).to_lowercase()), k.since.map(|t| date(t, tz))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let purpose = if k.purpose == "marketing" { "marketing".to_string() } else { k.purpose.clone() };
+            let how = if how.is_empty() { String::new() } else { format!(" ({how})") };
+            format!("{} {purpose}: {state}{how}", label(&k.channel))
+        })
+        .collect();
+    Ok(ReachCard { flags, topics, all_marketing, channels })
 }
 
 /// `GET /contacts/{id}`
@@ -701,6 +770,7 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
 
     let tasks = open_tasks(&s.store, TaskFilter { contact_id: Some(id), ..Default::default() }, 20, false).await?;
     let automation = contact_card(&s.store, id, signed.user.role.can_write_records()).await?;
+    let reach = reach_card(&s, id, tz).await?;
     render(&ShowPage {
         shell: signed.shell("contacts"),
         id,
@@ -730,6 +800,7 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         events,
         more_url,
         custom,
+        reach,
     })
 }
 
