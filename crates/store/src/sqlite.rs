@@ -267,6 +267,33 @@ fn run_group(conn: &mut Connection, group: Vec<WriteJob>) {
         }
         return;
     }
+    // A job alone needs no savepoint: the transaction is its own. Savepoints are not free in
+    // SQLite (every statement of a job under one walks the in-memory sub-journal at its end,
+    // quadratic in the pages the job touches), and a lone job is the common case for large
+    // writes: an automation pass, a batch of ingest.
+    if group.len() == 1 {
+        let job = group.into_iter().next().expect("one job");
+        let outcome = catch_unwind(AssertUnwindSafe(|| (job)(&mut SqliteTx { conn })));
+        match outcome {
+            Ok((true, finish)) => {
+                let committed = conn.execute_batch("COMMIT").map_err(db_err);
+                if committed.is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                finish(committed);
+            }
+            Ok((false, finish)) => {
+                // The job failed and knows why; nothing of it stays.
+                let _ = conn.execute_batch("ROLLBACK");
+                finish(Ok(()));
+            }
+            Err(_) => {
+                tracing::error!("a database write panicked; it was rolled back");
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        return;
+    }
     let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
     for job in group {
         let sp = conn.execute_batch("SAVEPOINT job");
