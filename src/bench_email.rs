@@ -706,8 +706,10 @@ impl Results {
         let s = &self.sender;
         let session_total = self.wall * args.sessions;
         let accounted = d.compose + d.relay + d.record_wait;
-        // The relay's time outside the sender: reading its answer into an outcome.
-        let relay_rest = d.relay.saturating_sub(s.mime + s.waiting + s.smtp);
+        // The MIME message is built while composing (before waiting for the last outcome), so
+        // it is part of `compose`; the relay's time outside the sender is reading its answer.
+        let compose = d.compose.saturating_sub(s.mime);
+        let relay_rest = d.relay.saturating_sub(s.waiting + s.smtp);
         let idle = session_total.saturating_sub(accounted);
         let share = |x: Duration| format!("{:.0}%", 100.0 * x.as_secs_f64() / session_total.as_secs_f64().max(1e-9));
         println!();
@@ -723,8 +725,8 @@ impl Results {
         println!("|---|---:|---:|");
         println!(
             "| composing: the person's data (store reads), rendering the template, tracking links | {} | {} |",
-            per(d.compose),
-            share(d.compose)
+            per(compose),
+            share(compose)
         );
         println!("| building the MIME message | {} | {} |", per(s.mime), share(s.mime));
         println!("| waiting for a connection | {} | {} |", per(s.waiting), share(s.waiting));

@@ -635,7 +635,10 @@ async fn workflow_email_waiting_for_a_relay_goes_out_once_one_is_configured() {
     let c = server.post("/api/v1/contacts", json!({"first_name": "Wen", "emails": [{"address": "wen@example.com"}]})).await;
     let id = c["id"].as_str().unwrap().to_string();
     server
-        .post("/api/v1/events", json!({"events": [{"type": "form.submitted", "channel": "web", "contact": {"id": id}, "payload": {}}]}))
+        .post(
+            "/api/v1/events",
+            json!({"events": [{"type": "form.submitted", "channel": "web", "contact": {"id": id}, "payload": {}}]}),
+        )
         .await;
     server.post("/api/v1/admin/clock", json!({"advance": "PT1M"})).await;
     let view = server.get(&format!("/api/v1/contacts/{id}/automation")).await;

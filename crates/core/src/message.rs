@@ -182,6 +182,22 @@ impl LayoutInput {
     }
 }
 
+/// Attempts before a message that keeps failing for now (a 4xx reply, a timeout, a provider's
+/// 503) is given up, on every channel.
+pub const MAX_SEND_ATTEMPTS: u32 = 8;
+
+/// When to try a message again after its `attempt`-th temporary failure: 1 min, 5 min, 15 min,
+/// 1 h, then every 4 h (eight attempts span about 14 hours).
+pub fn retry_after(attempt: u32) -> chrono::Duration {
+    match attempt {
+        0 | 1 => chrono::Duration::minutes(1),
+        2 => chrono::Duration::minutes(5),
+        3 => chrono::Duration::minutes(15),
+        4 => chrono::Duration::hours(1),
+        _ => chrono::Duration::hours(4),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,21 +230,5 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(sms.errors[0].field, "html");
-    }
-}
-
-/// Attempts before a message that keeps failing for now (a 4xx reply, a timeout, a provider's
-/// 503) is given up, on every channel.
-pub const MAX_SEND_ATTEMPTS: u32 = 8;
-
-/// When to try a message again after its `attempt`-th temporary failure: 1 min, 5 min, 15 min,
-/// 1 h, then every 4 h (eight attempts span about 14 hours).
-pub fn retry_after(attempt: u32) -> chrono::Duration {
-    match attempt {
-        0 | 1 => chrono::Duration::minutes(1),
-        2 => chrono::Duration::minutes(5),
-        3 => chrono::Duration::minutes(15),
-        4 => chrono::Duration::hours(1),
-        _ => chrono::Duration::hours(4),
     }
 }

@@ -65,7 +65,6 @@ pub use saved_views::SavedView;
 pub use search::{HitKind, SearchHit};
 pub use segments::{ExplainNode, Explanation, MaintainReport, Preview, Segment};
 pub use sessions::{NewSession, Session, SessionLimits};
-pub use sqlite::{Durability, SYNC_WITHIN};
 pub use tags::TagFilter;
 pub use tasks::TaskFilter;
 pub use users::UserFilter;
@@ -276,18 +275,6 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
-        self.write_with(Durability::Disk, f).await
-    }
-
-    /// [`write`](Store::write) that returns once the commit would survive this process dying,
-    /// without waiting for the disk: it reaches the disk a little later (see [`Durability`]).
-    /// For writes that are cheap to lose in a power cut and that something waits for, such as
-    /// recording that the relay accepted an email (losing it sends the email again).
-    pub async fn write_with<T, F>(&self, durability: Durability, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
-    {
         match &self.inner.backend {
             Backend::Sqlite(b) => {
                 let (done, result) = tokio::sync::oneshot::channel::<Result<T>>();
@@ -299,11 +286,11 @@ impl Store {
                     });
                     (ok, finish)
                 });
-                if let Some(job) = b.try_submit(job, durability)? {
+                if let Some(job) = b.try_submit(job)? {
                     // The queue is full: wait for room off the async runtime.
                     let inner = self.inner.clone();
                     tokio::task::spawn_blocking(move || match &inner.backend {
-                        Backend::Sqlite(b) => b.submit(job, durability),
+                        Backend::Sqlite(b) => b.submit(job),
                         Backend::Postgres(_) => unreachable!("matched above"),
                     })
                     .await
@@ -314,12 +301,7 @@ impl Store {
             Backend::Postgres(_) => {
                 let inner = self.inner.clone();
                 tokio::task::spawn_blocking(move || match &inner.backend {
-                    Backend::Postgres(b) => b.transaction(move |tx| {
-                        if durability == Durability::Process {
-                            tx.execute_batch("SET LOCAL synchronous_commit = off")?;
-                        }
-                        f(tx)
-                    }),
+                    Backend::Postgres(b) => b.transaction(f),
                     Backend::Sqlite(_) => unreachable!("matched above"),
                 })
                 .await

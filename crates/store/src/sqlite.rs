@@ -5,15 +5,11 @@
 //! others) and answers only after COMMIT: with `synchronous=FULL` a write that was reported
 //! done survives a power cut, and the fsync is shared by every write in the group.
 //! Reads use a pool of connections, which WAL lets run beside the writer.
-//!
-//! A write may ask for less: [`Durability::Process`] is answered once committed without waiting
-//! for the disk (safe if the process dies, not yet if the machine does); the writer syncs the WAL
-//! within [`SYNC_WITHIN`] of such a commit, by the next durable commit or on its own.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
@@ -30,24 +26,15 @@ type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// what to do once the group has committed (or failed to).
 pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
 
-/// When a write is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Once the commit is on disk: it survives a power cut (`synchronous = FULL`).
-    Disk,
-    /// Once the commit is in the WAL file, before it reaches the disk: it survives the process
-    /// dying, and reaches the disk within [`SYNC_WITHIN`] (a power cut or an OS crash before
-    /// then may undo it). On PostgreSQL this is `synchronous_commit = off`, where the server's
-    /// WAL writer flushes within three `wal_writer_delay`s (600 ms by default).
-    Process,
-}
-
-/// A [`Durability::Process`] commit reaches the disk at most this long after it is answered.
-pub const SYNC_WITHIN: Duration = Duration::from_millis(20);
-
 pub(crate) struct SqliteBackend {
-    writer: mpsc::SyncSender<(WriteJob, Durability)>,
+    writer: mpsc::SyncSender<WriteJob>,
     readers: r2d2::Pool<ReaderManager>,
+    /// Readers for point reads ([`SqliteBackend::try_reader`]), without `mmap`: a read
+    /// transaction that begins after another connection committed unmaps the whole mapped file
+    /// (SQLite's `pagerBeginReadTransaction`), and the unmap, with its TLB shootdown on every
+    /// core, and the page faults after it cost more than a few index probes read through the
+    /// page cache: a tenth of the email sender's time (`rapport bench email`).
+    point_readers: r2d2::Pool<ReaderManager>,
     path: PathBuf,
 }
 
@@ -124,21 +111,25 @@ impl SqliteBackend {
         }
         let mut conn = open_connection(path)?;
         init(&mut SqliteTx { conn: &conn })?;
-        let (tx, rx) = mpsc::sync_channel::<(WriteJob, Durability)>(4096);
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
+        let (tx, rx) = mpsc::sync_channel::<WriteJob>(4096);
         std::thread::Builder::new()
             .name("rapport-sqlite-writer".into())
-            .spawn(move || writer_loop(&mut conn, &wal, rx))
+            .spawn(move || writer_loop(&mut conn, rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        let pool_size = readers.max(1);
         let readers = r2d2::Pool::builder()
-            .max_size(readers.max(1))
+            .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
-            .build(ReaderManager { path: path.to_path_buf() })
+            .build(ReaderManager { path: path.to_path_buf(), mmap: true })
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite readers: {e}")))?;
-        Ok(Self { writer: tx, readers, path: path.to_path_buf() })
+        let point_readers = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(ReaderManager { path: path.to_path_buf(), mmap: false })
+            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite readers: {e}")))?;
+        Ok(Self { writer: tx, readers, point_readers, path: path.to_path_buf() })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -146,22 +137,22 @@ impl SqliteBackend {
     }
 
     /// Queues a write without blocking; hands the job back when the queue is full.
-    pub(crate) fn try_submit(&self, job: WriteJob, durability: Durability) -> Result<Option<WriteJob>, StoreError> {
-        match self.writer.try_send((job, durability)) {
+    pub(crate) fn try_submit(&self, job: WriteJob) -> Result<Option<WriteJob>, StoreError> {
+        match self.writer.try_send(job) {
             Ok(()) => Ok(None),
-            Err(mpsc::TrySendError::Full((job, _))) => Ok(Some(job)),
+            Err(mpsc::TrySendError::Full(job)) => Ok(Some(job)),
             Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("the SQLite writer has stopped".into())),
         }
     }
 
     /// Queues a write, waiting for room in the queue.
-    pub(crate) fn submit(&self, job: WriteJob, durability: Durability) -> Result<(), StoreError> {
-        self.writer.send((job, durability)).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
+    pub(crate) fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
+        self.writer.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
     }
 
-    /// A reader connection if one is free right now, without waiting.
+    /// A reader connection for point reads if one is free right now, without waiting.
     pub(crate) fn try_reader(&self) -> Option<r2d2::PooledConnection<ReaderManager>> {
-        self.readers.try_get()
+        self.point_readers.try_get()
     }
 
     /// Runs `f` on `conn`. With `snapshot`, in one read transaction: its queries see one
@@ -190,70 +181,16 @@ impl SqliteBackend {
     }
 }
 
-fn writer_loop(conn: &mut Connection, wal: &Path, rx: mpsc::Receiver<(WriteJob, Durability)>) {
-    // The first commit answered before it reached the disk, since the WAL was last synced.
-    let mut unsynced: Option<Instant> = None;
-    let mut synchronous = Durability::Disk;
-    loop {
-        let first = match unsynced {
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            Some(since) => match rx.recv_timeout(SYNC_WITHIN.saturating_sub(since.elapsed())) {
-                Ok(job) => job,
-                Err(e) => {
-                    sync_wal(wal);
-                    unsynced = None;
-                    if e == mpsc::RecvTimeoutError::Disconnected {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        let mut durability = first.1;
-        let mut group = vec![first.0];
+fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok((job, d)) => {
-                    group.push(job);
-                    if d == Durability::Disk {
-                        durability = Durability::Disk;
-                    }
-                }
+                Ok(job) => group.push(job),
                 Err(_) => break,
             }
         }
-        // A commit synced to disk takes every earlier one in the WAL with it.
-        if unsynced.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
-            durability = Durability::Disk;
-        }
-        if durability != synchronous {
-            let pragma = match durability {
-                Durability::Disk => "PRAGMA synchronous = FULL",
-                Durability::Process => "PRAGMA synchronous = NORMAL",
-            };
-            match conn.execute_batch(pragma) {
-                Ok(()) => synchronous = durability,
-                Err(e) => tracing::error!(error = %e, "could not set how SQLite commits; commits stay as they were"),
-            }
-        }
         run_group(conn, group);
-        match synchronous {
-            Durability::Disk => unsynced = None,
-            Durability::Process => {
-                unsynced.get_or_insert_with(Instant::now);
-            }
-        }
-    }
-}
-
-/// Puts what was committed to the WAL without a sync on disk. SQLite syncs the WAL file itself
-/// on a `synchronous = FULL` commit; between commits, syncing the file is the same thing.
-fn sync_wal(wal: &Path) {
-    if let Err(e) = std::fs::File::open(wal).and_then(|f| f.sync_data()) {
-        tracing::warn!(error = %e, wal = %wal.display(), "could not sync the SQLite WAL; it is synced with the next commit");
     }
 }
 
@@ -433,6 +370,7 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
 
 pub(crate) struct ReaderManager {
     path: PathBuf,
+    mmap: bool,
 }
 
 impl r2d2::ManageConnection for ReaderManager {
@@ -444,6 +382,9 @@ impl r2d2::ManageConnection for ReaderManager {
         configure(&conn)?;
         // Readers never write; this turns a stray write into an error instead of a lock fight.
         conn.execute_batch("PRAGMA query_only = ON")?;
+        if !self.mmap {
+            conn.execute_batch("PRAGMA mmap_size = 0")?;
+        }
         Ok(conn)
     }
 

@@ -17,8 +17,8 @@ use rapport_channels::template::{RenderError, Templates};
 use rapport_channels::webhook::DeliveryError;
 use rapport_core::PhoneNumber;
 use rapport_core::event::IngestRequest;
-use rapport_core::workflow::MessageChannel;
 use rapport_core::message::{MAX_SEND_ATTEMPTS as MAX_ATTEMPTS, retry_after};
+use rapport_core::workflow::MessageChannel;
 use rapport_store::automation::{MessageResult, PendingMessage};
 use serde_json::json;
 

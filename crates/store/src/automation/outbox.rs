@@ -278,17 +278,11 @@ impl Store {
     /// over many messages at once call this with what finished meanwhile, instead of one write
     /// per message; each row is recorded exactly as [`Store::finish_message`] would.
     pub async fn finish_messages(&self, results: Vec<(Uuid, MessageResult)>) -> Result<()> {
-        self.finish_messages_with(crate::Durability::Disk, results).await
-    }
-
-    /// [`Store::finish_messages`], answered once the outcomes are committed as `durability`
-    /// says: a sender that waits for them may choose not to wait for the disk.
-    pub async fn finish_messages_with(&self, durability: crate::Durability, results: Vec<(Uuid, MessageResult)>) -> Result<()> {
         if results.is_empty() {
             return Ok(());
         }
         let store = self.clone();
-        self.write_with(durability, move |tx| {
+        self.write(move |tx| {
             let now = store.now();
             for (id, result) in results {
                 record_outcome(tx, now, id, result)?;
