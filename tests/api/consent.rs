@@ -412,3 +412,73 @@ async fn do_not_contact_blocks_marketing_with_the_reason_shown_sqlite() {
 async fn do_not_contact_blocks_marketing_with_the_reason_shown_postgres() {
     do_not_contact(Backend::Postgres).await;
 }
+
+/// Double opt-in with a confirmation email: Rapport sends it (transactional: the person is not
+/// subscribed yet), its link confirms the grant, and bad requests name the field.
+async fn confirmation_email(backend: Backend) {
+    let sink = SmtpSink::start(Behaviour::accept()).await.expect("smtp sink");
+    let Some(mut app) = TestApp::spawn_with_smtp(backend, sink.url()).await else { return };
+    topics(&app).await;
+    app.create(
+        "/api/v1/templates",
+        json!({"name": "confirm-news", "purpose": "transactional", "subject": "Please confirm, {{ contact.first_name }}",
+               "text": "Confirm your subscription: {{ confirm_url }}",
+               "html": "<p><a href=\"{{ confirm_url }}\">Yes, subscribe me</a></p>"}),
+    )
+    .await;
+    let ana = contact(&app, json!({"first_name": "Ana", "emails": [{"address": "ana@example.com"}]})).await;
+    let nomail = contact(&app, json!({"first_name": "Ned"})).await;
+    let path = |c: &str| format!("/api/v1/contacts/{c}/consent");
+    let grant = |template: &str| {
+        json!({"purpose": "news", "granted": true, "source": "signup_form", "double_opt_in": true,
+               "confirmation_template": template})
+    };
+    send(app.req(Method::POST, &path(&ana)).json(&grant("nosuch"))).await.expect_field_problem(422, "confirmation_template");
+    send(app.req(Method::POST, &path(&nomail)).json(&grant("confirm-news")))
+        .await
+        .expect_field_problem(422, "confirmation_template");
+    send(app.req(Method::POST, &path(&ana)).json(&json!({"purpose": "news", "granted": true, "source": "form",
+        "confirmation_template": "confirm-news"})))
+    .await
+    .expect_field_problem(422, "confirmation_template");
+    assert!(app.get(&path(&ana)).await.expect(200)["history"].as_array().unwrap().is_empty(), "nothing half-written");
+
+    let pending = app.create(&path(&ana), grant("confirm-news")).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    app.post("/api/v1/admin/clock", json!({"advance": "PT1M"})).await.expect(200);
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "the confirmation email went out");
+    let raw = String::from_utf8_lossy(&got[0].data).to_string();
+    assert!(!raw.contains("List-Unsubscribe:"), "transactional: no unsubscribe header\n{raw}");
+    let parsed = mail_parser::MessageParser::default().parse(&got[0].data).unwrap();
+    let text = parsed.body_text(0).unwrap().to_string();
+    let link = text.split_whitespace().find(|w| w.contains("/p/confirm/")).expect("a confirmation link").to_string();
+    let html = parsed.body_html(0).unwrap().replace("&#x2f;", "/");
+    assert!(html.contains(&format!("href=\"{link}\"")), "the link is not rewritten for tracking: {html}");
+    let path_only = link.split_once("://").map(|(_, rest)| &rest[rest.find('/').unwrap()..]).unwrap().to_string();
+    assert_eq!(
+        path_only,
+        pending["confirm_url"]
+            .as_str()
+            .unwrap()
+            .split_once("://")
+            .map_or(pending["confirm_url"].as_str().unwrap().to_string(), |(_, rest)| rest[rest.find('/').unwrap()..]
+                .to_string())
+    );
+    let done = send(app.anon(Method::POST, &path_only)).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let state = app.get(&path(&ana)).await.expect(200);
+    let news = state["topics"].as_array().unwrap().iter().find(|t| t["key"] == "news").unwrap().clone();
+    assert_eq!(news["subscribed"], true, "{state}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_opt_in_sends_its_confirmation_email_sqlite() {
+    confirmation_email(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_opt_in_sends_its_confirmation_email_postgres() {
+    confirmation_email(Backend::Postgres).await;
+}

@@ -166,6 +166,9 @@ pub struct ConsentDraft {
     pub evidence: Option<String>,
     /// The grant waits until the person confirms it through the confirmation link.
     pub double_opt_in: Option<bool>,
+    /// With `double_opt_in` on email: the template of the confirmation email Rapport sends them
+    /// (it reads `{{ confirm_url }}`). Without it the caller sends the link itself.
+    pub confirmation_template: Option<String>,
 }
 
 /// A validated grant or withdrawal.
@@ -178,6 +181,8 @@ pub struct ConsentInput {
     pub legal_basis: LegalBasis,
     pub evidence: Option<String>,
     pub double_opt_in: bool,
+    /// The confirmation email's template, for a double opt-in grant on email.
+    pub confirmation_template: Option<String>,
 }
 
 impl ConsentInput {
@@ -207,6 +212,10 @@ impl ConsentInput {
         if double_opt_in && d.granted == Some(false) {
             errs.push("double_opt_in", "only a grant waits for confirmation; a withdrawal takes effect at once");
         }
+        let confirmation_template = errs.take(text::optional(d.confirmation_template, "confirmation_template", 200)).flatten();
+        if confirmation_template.is_some() && (!double_opt_in || channel.is_some_and(|c| c != ConsentChannel::Email)) {
+            errs.push("confirmation_template", "goes with a double opt-in grant on email (\"double_opt_in\": true)");
+        }
         errs.into_result()?;
         Ok(Self {
             purpose: purpose.expect("checked above"),
@@ -216,6 +225,7 @@ impl ConsentInput {
             legal_basis: legal_basis.expect("checked above"),
             evidence,
             double_opt_in,
+            confirmation_template,
         })
     }
 }
@@ -379,12 +389,23 @@ mod tests {
             legal_basis: Some("because".into()),
             evidence: None,
             double_opt_in: None,
+            confirmation_template: None,
         })
         .unwrap_err();
         let fields: Vec<&str> = e.errors.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["purpose", "channel", "granted", "source", "legal_basis"]);
         let e = ConsentInput::parse(ConsentDraft { granted: Some(false), double_opt_in: Some(true), ..draft() }).unwrap_err();
         assert_eq!(e.errors[0].field, "double_opt_in");
+        // A confirmation email only for a double opt-in grant on email.
+        let e = ConsentInput::parse(ConsentDraft { confirmation_template: Some("confirm".into()), ..draft() }).unwrap_err();
+        assert_eq!(e.errors[0].field, "confirmation_template");
+        let ok = ConsentInput::parse(ConsentDraft {
+            confirmation_template: Some("confirm".into()),
+            double_opt_in: Some(true),
+            ..draft()
+        })
+        .unwrap();
+        assert_eq!(ok.confirmation_template.as_deref(), Some("confirm"));
     }
 
     #[test]

@@ -324,6 +324,7 @@ fn withdraw_all(tx: &mut dyn Tx, contact: Uuid, source: &str, evidence: &str, ac
         legal_basis: LegalBasis::Consent,
         evidence: Some(evidence.to_string()),
         double_opt_in: false,
+        confirmation_template: None,
     };
     record_tx(tx, contact, &input, actor, now).map(|_| ())
 }
@@ -456,6 +457,56 @@ fn current_consents(history: &[ConsentRecord]) -> Vec<CurrentConsent> {
     out.into_values().collect()
 }
 
+/// Puts the confirmation email of double opt-in grant `consent` in the outbox: transactional
+/// (it must reach someone who is not subscribed yet), to their primary address, carrying the
+/// grant so that the sender can fill in `{{ confirm_url }}`.
+fn queue_confirmation(
+    tx: &mut dyn Tx,
+    store: &Store,
+    contact: Uuid,
+    consent: Uuid,
+    template: &str,
+    now: Timestamp,
+) -> Result<()> {
+    if !tx.exists("SELECT 1 FROM message_templates WHERE name = $1 AND channel = 'email'", &[template.into()])? {
+        return Err(rapport_core::ValidationErrors::single(
+            "confirmation_template",
+            format!("no email template is named \"{template}\""),
+        )
+        .into());
+    }
+    let address = tx
+        .query_opt(
+            "SELECT address FROM contact_emails WHERE contact_id = $1 ORDER BY is_primary DESC, position LIMIT 1",
+            &[contact.into()],
+        )?
+        .map(|r| r.string(0))
+        .transpose()?
+        .ok_or_else(|| {
+            rapport_core::ValidationErrors::single("confirmation_template", "the contact has no email address to confirm by")
+        })?;
+    let ready = store.options().automation.ready_channels.contains(&rapport_core::workflow::MessageChannel::Email);
+    let (status, reason) =
+        if ready { ("queued", None) } else { ("unsendable", Some("no email relay is configured (set --smtp-url)")) };
+    tx.execute(
+        "INSERT INTO message_outbox (id, idempotency_key, contact_id, channel, template, marketing, status, status_reason, \
+         recipient, next_attempt_at, consent_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'email', $4, FALSE, $5, $6, $7, $8, $9, $8, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+        &[
+            new_id().into(),
+            format!("consent:{consent}").into(),
+            contact.into(),
+            template.into(),
+            status.into(),
+            reason.into(),
+            address.into(),
+            now.into(),
+            consent.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// How long a double opt-in confirmation link works.
 pub const CONFIRM_WITHIN_DAYS: i64 = 30;
 
@@ -525,10 +576,17 @@ impl Store {
     /// waiting for confirmation, applies it: the email subscription state and the timeline.
     pub async fn record_consent(&self, contact: Uuid, draft: ConsentDraft, recorded_by: Option<Uuid>) -> Result<ConsentRecord> {
         let now = self.now();
+        let store = self.clone();
         self.write(move |tx| {
             check_contact(tx, contact)?;
             let input = ConsentInput::parse(draft)?;
-            record_tx(tx, contact, &input, recorded_by, now)
+            let rec = record_tx(tx, contact, &input, recorded_by, now)?;
+            if let Some(template) = &input.confirmation_template
+                && rec.status == "pending"
+            {
+                queue_confirmation(tx, &store, contact, rec.id, template, now)?;
+            }
+            Ok(rec)
         })
         .await
     }
@@ -656,6 +714,7 @@ impl Store {
                 legal_basis: LegalBasis::Consent,
                 evidence: None,
                 double_opt_in: false,
+                confirmation_template: None,
             };
             if choices.unsubscribe_all || choices.not_interested {
                 if !withdrawn {

@@ -81,6 +81,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_message_stats.sql"),
         postgres: include_str!("../migrations/postgres/0011_message_stats.sql"),
     },
+    Migration {
+        version: 12,
+        name: "double opt-in confirmation email",
+        sqlite: include_str!("../migrations/sqlite/0012_confirmation_email.sql"),
+        postgres: include_str!("../migrations/postgres/0012_confirmation_email.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

@@ -477,6 +477,12 @@ async fn compose(
     context["unsubscribe_url"] = serde_json::json!(unsubscribe);
     context["preferences_url"] =
         serde_json::json!(crate::preferences::preferences_url(&channel.public_url, &p.secret, m.contact_id, m.id));
+    // A double opt-in confirmation carries the link that confirms its grant.
+    let confirm =
+        m.consent_id.map(|consent| crate::preferences::confirm_url(&channel.public_url, &p.secret, m.contact_id, consent));
+    if let Some(url) = &confirm {
+        context["confirm_url"] = serde_json::json!(url);
+    }
     let locale = context["contact"]["locale"].as_str().map(str::to_string);
     let preferences = context["preferences_url"].as_str().unwrap_or_default().to_string();
     let mut rendered = match p.templates.render(&m.template, locale.as_deref(), &context) {
@@ -488,7 +494,7 @@ async fn compose(
     if check.track
         && let Some(html) = &rendered.html
     {
-        let keep = [unsubscribe.as_str(), preferences.as_str()];
+        let keep = [unsubscribe.as_str(), preferences.as_str(), confirm.as_deref().unwrap_or_default()];
         rendered.html = Some(crate::tracking::track_html(html, &channel.public_url, &p.secret, m.contact_id, m.id, &keep));
     }
     let domain = channel.from.email.domain().to_string();

@@ -123,6 +123,7 @@ impl ContextShape {
             ("coupon", Shape::scalars(&["code", "description", "expires_at"])),
             ("unsubscribe_url", Scalar),
             ("preferences_url", Scalar),
+            ("confirm_url", Scalar),
             ("business", Shape::scalars(&["name", "address", "email", "phone", "website", "time_zone"])),
         ];
         Self { root: root.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }

@@ -24,6 +24,8 @@ pub struct PendingMessage {
     pub marketing: bool,
     /// Including this one.
     pub attempt: u32,
+    /// For a double opt-in confirmation: the grant its `confirm_url` confirms.
+    pub consent_id: Option<Uuid>,
 }
 
 /// How handing a message over ended.
@@ -62,7 +64,7 @@ impl Store {
                 let rows = tx.query(
                     &format!(
                         "SELECT m.id, m.contact_id, m.run_id, m.template, m.subject, m.recipient, m.marketing, m.attempts, \
-                         {BLOCKED} FROM message_outbox m{indexed} \
+                         {BLOCKED}, m.consent_id FROM message_outbox m{indexed} \
                          WHERE m.status = 'queued' AND m.channel = $1 AND m.next_attempt_at <= $2 \
                          AND (m.lease_until IS NULL OR m.lease_until <= $2) \
                          AND (m.campaign_id IS NULL OR m.test OR m.campaign_id NOT IN (SELECT id FROM campaigns WHERE status = 'paused')) \
@@ -93,6 +95,7 @@ impl Store {
                                 recipient: r.opt_string(5)?,
                                 marketing: r.bool(6)?,
                                 attempt: u32::try_from(r.i64(7)? + 1).unwrap_or(u32::MAX),
+                                consent_id: r.opt_uuid(9)?,
                             });
                         }
                     }

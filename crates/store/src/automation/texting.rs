@@ -132,6 +132,7 @@ impl Store {
                     legal_basis: LegalBasis::Consent,
                     evidence: Some(evidence),
                     double_opt_in: false,
+                    confirmation_template: None,
                 };
                 crate::consent::record_tx(tx, contact, &input, None, now)?;
                 out.recorded = true;

@@ -113,7 +113,8 @@ pub struct RecordedConsent {
 /// subscription state follows at once (`marketing` = every topic) and the timeline shows
 /// `email.subscribed` / `email.unsubscribed`; other channels show `consent.changed`. With
 /// `"double_opt_in": true` a grant is pending until the person confirms it through
-/// `confirm_url`.
+/// `confirm_url`; with `"confirmation_template"` as well, Rapport emails them that link
+/// (the template reads `{{ confirm_url }}`).
 #[utoipa::path(post, path = "/api/v1/contacts/{id}/consent", tag = "consent", params(("id" = Uuid, Path)),
     request_body = ConsentDraft,
     responses((status = 201, body = RecordedConsent), (status = 403, body = Problem), (status = 404, body = Problem),
