@@ -275,6 +275,25 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
+        self.write_queued(false, f).await
+    }
+
+    /// [`write`](Store::write) in a transaction of its own on SQLite rather than a share of a
+    /// group: for large writes (an automation pass), whose every statement a group's savepoint
+    /// would slow down. The same as `write` on PostgreSQL.
+    pub async fn write_alone<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        self.write_queued(true, f).await
+    }
+
+    async fn write_queued<T, F>(&self, alone: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
         match &self.inner.backend {
             Backend::Sqlite(b) => {
                 let (done, result) = tokio::sync::oneshot::channel::<Result<T>>();
@@ -286,7 +305,7 @@ impl Store {
                     });
                     (ok, finish)
                 });
-                if let Some(job) = b.try_submit(job)? {
+                if let Some(job) = b.try_submit(sqlite::Queued { job, alone })? {
                     // The queue is full: wait for room off the async runtime.
                     let inner = self.inner.clone();
                     tokio::task::spawn_blocking(move || match &inner.backend {

@@ -26,8 +26,15 @@ type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// what to do once the group has committed (or failed to).
 pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finish) + Send>;
 
+/// A write on its way to the writer: `alone` asks for a transaction of its own rather than a
+/// share of a group (large writes, whose statements a savepoint would slow down).
+pub(crate) struct Queued {
+    pub job: WriteJob,
+    pub alone: bool,
+}
+
 pub(crate) struct SqliteBackend {
-    writer: mpsc::SyncSender<WriteJob>,
+    writer: mpsc::SyncSender<Queued>,
     readers: r2d2::Pool<ReaderManager>,
     /// Readers for point reads ([`SqliteBackend::try_reader`]), without `mmap`: a read
     /// transaction that begins after another connection committed unmaps the whole mapped file
@@ -111,7 +118,7 @@ impl SqliteBackend {
         }
         let mut conn = open_connection(path)?;
         init(&mut SqliteTx { conn: &conn })?;
-        let (tx, rx) = mpsc::sync_channel::<WriteJob>(4096);
+        let (tx, rx) = mpsc::sync_channel::<Queued>(4096);
         std::thread::Builder::new()
             .name("rapport-sqlite-writer".into())
             .spawn(move || writer_loop(&mut conn, rx))
@@ -137,7 +144,7 @@ impl SqliteBackend {
     }
 
     /// Queues a write without blocking; hands the job back when the queue is full.
-    pub(crate) fn try_submit(&self, job: WriteJob) -> Result<Option<WriteJob>, StoreError> {
+    pub(crate) fn try_submit(&self, job: Queued) -> Result<Option<Queued>, StoreError> {
         match self.writer.try_send(job) {
             Ok(()) => Ok(None),
             Err(mpsc::TrySendError::Full(job)) => Ok(Some(job)),
@@ -146,7 +153,7 @@ impl SqliteBackend {
     }
 
     /// Queues a write, waiting for room in the queue.
-    pub(crate) fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
+    pub(crate) fn submit(&self, job: Queued) -> Result<(), StoreError> {
         self.writer.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))
     }
 
@@ -181,12 +188,29 @@ impl SqliteBackend {
     }
 }
 
-fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
+fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<Queued>) {
+    // A write that asked to be alone and was found while a group was being gathered.
+    let mut next: Option<Queued> = None;
+    loop {
+        let first = match next.take() {
+            Some(q) => q,
+            None => match rx.recv() {
+                Ok(q) => q,
+                Err(_) => return,
+            },
+        };
+        if first.alone {
+            run_group(conn, vec![first.job]);
+            continue;
+        }
+        let mut group = vec![first.job];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(q) if q.alone => {
+                    next = Some(q);
+                    break;
+                }
+                Ok(q) => group.push(q.job),
                 Err(_) => break,
             }
         }

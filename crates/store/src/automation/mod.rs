@@ -225,28 +225,28 @@ impl Store {
     pub async fn automation_pass(&self) -> Result<PassReport> {
         let mut report = PassReport::default();
         report.add(
-            self.write({
+            self.write_alone({
                 let store = self.clone();
                 move |tx| schedule::reschedule_dirty(tx, &store, PASS_BATCH)
             })
             .await?,
         );
         report.add(
-            self.write({
+            self.write_alone({
                 let store = self.clone();
                 move |tx| schedule::fire_due(tx, &store, PASS_BATCH)
             })
             .await?,
         );
         report.add(
-            self.write({
+            self.write_alone({
                 let store = self.clone();
                 move |tx| inbox::drain(tx, &store, PASS_BATCH)
             })
             .await?,
         );
         report.add(
-            self.write({
+            self.write_alone({
                 let store = self.clone();
                 move |tx| runs::advance_due(tx, &store, PASS_BATCH)
             })
