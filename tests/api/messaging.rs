@@ -369,6 +369,22 @@ async fn inbound_messages(backend: Backend) {
     app.post(&format!("/api/v1/workflows/{w}/start"), json!({"contact_id": ana})).await.expect(200);
     advance(&app, "PT0S").await;
     assert_eq!(outcomes(&latest_run(&app, &ana).await)[0], "blocked");
+    // START asks for them again: consent is granted anew, recorded with the reply.
+    let again =
+        inbound(&app, json!({"channel": "sms", "from": "+4915112345678", "body": "Start", "provider_message_id": "in-3"}))
+            .await
+            .expect(201);
+    assert_eq!((again["opted_in"].as_bool(), again["opted_out"].as_bool()), (Some(true), Some(false)), "{again}");
+    let consent = app.get(&format!("/api/v1/contacts/{ana}/consent")).await.expect(200);
+    let sms = consent["consents"].as_array().unwrap().iter().find(|c| c["channel"] == "sms").cloned().unwrap_or_default();
+    assert_eq!(sms["granted"].as_bool(), Some(true), "{consent}");
+    assert_eq!(consent["history"][0]["source"], "sms_reply", "{consent}");
+    // A second START changes nothing.
+    let twice =
+        inbound(&app, json!({"channel": "sms", "from": "+4915112345678", "body": "START", "provider_message_id": "in-4"}))
+            .await
+            .expect(201);
+    assert_eq!(twice["opted_in"].as_bool(), Some(false), "{twice}");
     app.finish().await;
 }
 

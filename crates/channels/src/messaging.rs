@@ -195,9 +195,28 @@ pub fn is_stop_request(text: &str) -> bool {
     KEYWORDS.contains(&t.as_str())
 }
 
+/// Replies that ask for text messages again after a stop: the carriers' START and UNSTOP (and
+/// "opt in"). Like [`is_stop_request`], the whole reply must be the keyword.
+pub fn is_start_request(text: &str) -> bool {
+    const KEYWORDS: &[&str] = &["start", "unstop", "optin", "opt in", "opt-in"];
+    let t = text.trim().trim_end_matches(['.', '!']).trim().to_lowercase();
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    KEYWORDS.contains(&t.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_asks_for_messages_again_only_as_the_whole_reply() {
+        for yes in ["START", " start ", "Unstop!", "opt in"] {
+            assert!(is_start_request(yes), "{yes:?}");
+        }
+        for no in ["start over", "STOP", "restart", ""] {
+            assert!(!is_start_request(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn the_provider_id_is_read_from_common_answers() {

@@ -114,6 +114,32 @@ impl Store {
         Ok(Some(reason))
     }
 
+    /// A person who had opted out replied START (or the like) on `channel`: records a grant of
+    /// consent to marketing on that channel (source `sms_reply` or `chat_reply`, the reply as
+    /// evidence). Returns whether it recorded one: nothing is recorded while no withdrawal is in
+    /// effect.
+    pub async fn record_text_opt_in(&self, contact: Uuid, channel: ConsentChannel, evidence: String) -> Result<bool> {
+        let store = self.clone();
+        self.write(move |tx| {
+            if marketing_withdrawn(tx, contact, channel.as_str())?.is_none() {
+                return Ok(false);
+            }
+            let input = ConsentInput {
+                purpose: ConsentPurpose::AllMarketing,
+                channel,
+                granted: true,
+                source: format!("{}_reply", channel.as_str()),
+                legal_basis: LegalBasis::Consent,
+                evidence: Some(evidence),
+                double_opt_in: false,
+                confirmation_template: None,
+            };
+            crate::consent::record_tx(tx, contact, &input, None, store.now())?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// A person replied STOP (or the like) on `channel`: records the withdrawal of consent to
     /// marketing on that channel in the ledger (source `sms_reply` or `chat_reply`, the reply as
     /// evidence) unless one is already in effect, and cancels their queued marketing messages

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use rapport_channels::messaging::is_stop_request;
+use rapport_channels::messaging::{is_start_request, is_stop_request};
 use rapport_core::consent::ConsentChannel;
 use rapport_core::event::IngestRequest;
 use rapport_core::{PhoneNumber, ValidationErrors};
@@ -71,6 +71,9 @@ pub struct InboundOutcome {
     pub opted_out: bool,
     /// Queued marketing messages on this channel cancelled by the opt-out.
     pub cancelled_messages: u64,
+    /// The message asked to start again (START, UNSTOP) after an opt-out: consent to marketing
+    /// on this channel is granted again.
+    pub opted_in: bool,
 }
 
 /// A checked inbound message.
@@ -265,13 +268,14 @@ pub async fn inbound(State(s): State<AppState>, caller: Caller, JsonBody(m): Jso
     let recorded = item.status == ItemStatus::Accepted;
     // Also for a repeat: the first delivery may have stopped before the opt-out was written;
     // a withdrawal already in effect is not recorded twice.
+    let evidence = || format!("replied \"{}\" from {}", m.body.trim(), m.from);
     let (opted_out, cancelled_messages) = if is_stop_request(&m.body) {
-        let evidence = format!("replied \"{}\" from {}", m.body.trim(), m.from);
-        let out = s.store.record_text_opt_out(contact_id, m.channel, evidence).await?;
+        let out = s.store.record_text_opt_out(contact_id, m.channel, evidence()).await?;
         (true, out.cancelled)
     } else {
         (false, 0)
     };
+    let opted_in = is_start_request(&m.body) && s.store.record_text_opt_in(contact_id, m.channel, evidence()).await?;
     if recorded {
         s.automation_wake.notify_one();
         metrics::counter!("rapport_messages_received_total", "channel" => channel).increment(1);
@@ -283,6 +287,7 @@ pub async fn inbound(State(s): State<AppState>, caller: Caller, JsonBody(m): Jso
         event_type: kind,
         opted_out,
         cancelled_messages,
+        opted_in,
     };
     let code = if recorded { StatusCode::CREATED } else { StatusCode::OK };
     Ok((code, Json(outcome)).into_response())
