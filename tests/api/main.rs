@@ -77,6 +77,8 @@ macro_rules! both_backends {
 mod auth;
 mod automation;
 mod campaigns;
+#[path = "../support/chromium.rs"]
+mod chromium;
 mod consent;
 mod contacts;
 mod crash;

@@ -11,7 +11,7 @@ use rapport_channels::messaging::ProviderSettings;
 use rapport_channels::webhook::{WebhookSecret, verify_signature};
 use rapport_core::workflow::MessageChannel;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::{Backend, TestApp, id_of};
 
@@ -54,45 +54,30 @@ impl Provider {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let me = me.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
-                        let mut lines = head.lines();
-                        let path = lines.next().unwrap_or_default().split(' ').nth(1).unwrap_or_default().to_string();
-                        let headers: HashMap<String, String> = lines
-                            .filter_map(|l| l.split_once(':'))
-                            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                            .collect();
-                        let len = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-                        if body.len() < len {
-                            continue;
-                        }
-                        let n = {
-                            let mut got = me.received.lock().unwrap();
-                            got.push(Received { path: path.clone(), headers, body: body.to_string() });
-                            got.len()
-                        };
-                        let (status, answer) = me
-                            .script
-                            .lock()
-                            .unwrap()
-                            .get_mut(&path)
-                            .and_then(VecDeque::pop_front)
-                            .unwrap_or_else(|| (200, format!(r#"{{"id":"prov-{n}"}}"#)));
-                        let reply = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                            answer.len()
-                        );
-                        let _ = socket.write_all(reply.as_bytes()).await;
-                        return;
-                    }
+                    let Some((head, body)) = crate::automation::read_request(&mut socket).await else { return };
+                    let mut lines = head.lines();
+                    let path = lines.next().unwrap_or_default().split(' ').nth(1).unwrap_or_default().to_string();
+                    let headers: HashMap<String, String> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let n = {
+                        let mut got = me.received.lock().unwrap();
+                        got.push(Received { path: path.clone(), headers, body });
+                        got.len()
+                    };
+                    let (status, answer) = me
+                        .script
+                        .lock()
+                        .unwrap()
+                        .get_mut(&path)
+                        .and_then(VecDeque::pop_front)
+                        .unwrap_or_else(|| (200, format!(r#"{{"id":"prov-{n}"}}"#)));
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
                 });
             }
         });

@@ -10,19 +10,15 @@
 //! `RAPPORT_CHROMIUM` and `RAPPORT_CHROMEDRIVER` point elsewhere). Without them they are skipped
 //! with a note, except under `CI=true`, where they fail.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use rapport_channels::email::sink::{Behaviour, SmtpSink};
 use rapport_core::user::{Role, UserDraft};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
+use crate::chromium::{Chromedriver, browser_binaries};
 use crate::{Backend, Resp, TestApp, id_of, send};
 
 const PASSWORD: &str = "correct horse battery";
@@ -353,120 +349,6 @@ both_backends! {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-fn env_path(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
-}
-
-/// chromedriver and Chromium; `None` (skip, with a note) when either is missing, outside CI.
-fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
-    let driver = env_path("RAPPORT_CHROMEDRIVER", "/usr/bin/chromedriver");
-    let chromium = env_path("RAPPORT_CHROMIUM", "/usr/bin/chromium");
-    let missing: Vec<String> = [&driver, &chromium].iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
-    if missing.is_empty() {
-        return Some((driver, chromium));
-    }
-    let missing = missing.join(" and ");
-    assert!(!in_ci(), "{missing} missing and CI=true: run scripts/browser-deps");
-    let _ = writeln!(std::io::stderr(), "note: skipping this browser test: {missing} missing; run scripts/browser-deps");
-    None
-}
-
-/// This test's own chromedriver on a free port, shut down (with its browsers) when dropped.
-struct Chromedriver {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Chromedriver {
-    async fn start(path: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("chromedriver.log");
-        let out = std::fs::File::create(&log).expect("chromedriver log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new(path)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
-        let mut driver = Self { child, port, log, _dir: dir };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = driver.child.try_wait() {
-                panic!("chromedriver exited ({status}): {}", driver.log_tail());
-            }
-            if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/status")).send().await
-                && let Ok(v) = r.json::<Value>().await
-                && v["value"]["ready"] == true
-            {
-                return driver;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not answer within 20 s: {}", driver.log_tail());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    async fn session(&self, chromium: &Path, base: &str) -> Browser {
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--lang=en-US",
-            "--window-size=1280,900",
-        ];
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
-        let c = ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}\n{}", self.log_tail()));
-        Browser { c, base: base.to_string() }
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // A graceful shutdown quits the browsers it started; a plain kill would orphan them.
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = write!(s, "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
-            let _ = s.read_to_end(&mut Vec::new());
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Browser {
     c: Client,
     base: String,
@@ -544,7 +426,7 @@ impl Browser {
 async fn browser(app: &TestApp) -> Option<(Chromedriver, Browser)> {
     let (driver_path, chromium) = browser_binaries()?;
     let driver = Chromedriver::start(&driver_path).await;
-    let b = driver.session(&chromium, &app.base).await;
+    let b = Browser { c: driver.connect(&chromium, (1280, 900)).await, base: app.base.clone() };
     Some((driver, b))
 }
 

@@ -618,8 +618,9 @@ impl Store {
             }
             // An old link in a forgotten inbox is no proof of what the person wants today.
             if now - rec.recorded_at > chrono::Duration::days(CONFIRM_WITHIN_DAYS) {
+                // Named by the fact that is too old, so callers can tell it from a withdrawal.
                 return Err(StoreError::conflict(
-                    "consent",
+                    "recorded_at",
                     format!("this confirmation link has expired ({CONFIRM_WITHIN_DAYS} days); sign up again"),
                 ));
             }

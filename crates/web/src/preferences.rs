@@ -228,7 +228,7 @@ async fn confirm_now(State(s): State<AppState>, Path(raw): Path<String>) -> Resp
             page(StatusCode::OK, "Subscription confirmed", &format!("<p>Thank you: you will receive {what}.</p>"))
         }
         Err(StoreError::NotFound { .. }) => bad_link(),
-        Err(StoreError::Conflict { message, .. }) if message.contains("expired") => page(
+        Err(StoreError::Conflict { field, .. }) if field == "recorded_at" => page(
             StatusCode::CONFLICT,
             "This link has expired",
             &format!(

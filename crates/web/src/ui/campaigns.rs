@@ -32,22 +32,6 @@ pub fn relay_configured(s: &AppState) -> bool {
     s.email.is_some()
 }
 
-/// Campaigns reach customers: managers and admins create, change and send them (as the API).
-fn can_manage(signed: &Signed) -> bool {
-    signed.user.role.can_manage_catalogue()
-}
-
-fn require_manage(signed: &Signed) -> Result<(), UiError> {
-    if can_manage(signed) {
-        Ok(())
-    } else {
-        Err(UiError::Forbidden(format!(
-            "Your role ({}) cannot create, change or send campaigns: they reach customers. Ask a manager or an admin.",
-            signed.user.role.as_str()
-        )))
-    }
-}
-
 /// `12.5%`
 pub(super) fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
@@ -137,7 +121,13 @@ pub async fn list(State(s): State<AppState>, signed: Signed) -> Result<Response,
         .collect();
     let relay_missing = !relay_configured(&s);
     let relay_waiting = if relay_missing { s.store.unsendable_email_count().await? } else { 0 };
-    render(&ListPage { can_manage: can_manage(&signed), shell: signed.shell("campaigns"), rows, relay_missing, relay_waiting })
+    render(&ListPage {
+        can_manage: signed.can_manage_automation(),
+        shell: signed.shell("campaigns"),
+        rows,
+        relay_missing,
+        relay_waiting,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,7 +406,7 @@ async fn form_page(
 
 /// `GET /campaigns/new`
 pub async fn new_form(State(s): State<AppState>, signed: Signed) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     render(&form_page(&s, &signed, None, Values::blank(), Vec::new()).await?)
 }
 
@@ -449,7 +439,7 @@ async fn save_form(
 
 /// `POST /campaigns`
 pub async fn create(State(s): State<AppState>, signed: Signed, form: FormData) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     match save_form(&s, &signed, &form, None).await? {
         Ok(c) => Ok(redirect_with(
             &format!("/campaigns/{}", c.id),
@@ -461,7 +451,7 @@ pub async fn create(State(s): State<AppState>, signed: Signed, form: FormData) -
 
 /// `GET /campaigns/{id}/edit`
 pub async fn edit_form(State(s): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     let c = s.store.get_campaign(parse_id(&id, "campaign")?).await?;
     if !c.status.is_editable() {
         return Ok(redirect_with(
@@ -480,7 +470,7 @@ pub async fn update(
     Path(id): Path<String>,
     form: FormData,
 ) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     let c = s.store.get_campaign(parse_id(&id, "campaign")?).await?;
     match save_form(&s, &signed, &form, Some((c.id, c.name))).await? {
         Ok(c) => Ok(redirect_with(&format!("/campaigns/{}", c.id), &format!("Saved the campaign “{}”.", c.name))),
@@ -644,7 +634,7 @@ pub async fn show(State(s): State<AppState>, signed: Signed, Path(id): Path<Stri
         status_key: c.status.as_str(),
         status_reason: c.status_reason.clone(),
         editable: c.status.is_editable(),
-        can_manage: can_manage(&signed),
+        can_manage: signed.can_manage_automation(),
         commands: commands(&c, now),
         facts,
         // The notice is for campaigns that mean to send; a finished or cancelled one is history.
@@ -764,7 +754,7 @@ async fn command(
     Path(id): Path<String>,
     cmd: CampaignCommand,
 ) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     let id = parse_id(&id, "campaign")?;
     let back = format!("/campaigns/{id}");
     let c = match s.store.command_campaign(id, cmd).await {
@@ -797,7 +787,7 @@ pub async fn test_send(
     Path(id): Path<String>,
     form: FormData,
 ) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("create, change or send campaigns: they reach customers")?;
     let id = parse_id(&id, "campaign")?;
     let back = format!("/campaigns/{id}#test-send");
     let raw = form.text("to");

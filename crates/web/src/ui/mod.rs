@@ -165,13 +165,16 @@ impl Signed {
 
     /// Refuses members and viewers.
     pub fn require_manage_automation(&self) -> Result<(), UiError> {
+        self.require_manager("switch workflows on or off: they act on customers")
+    }
+
+    /// Refuses members and viewers what only managers and admins may do (what reaches or acts
+    /// on customers): "Your role (member) cannot {what}. Ask a manager or an admin."
+    pub fn require_manager(&self, what: &str) -> Result<(), UiError> {
         if self.can_manage_automation() {
             Ok(())
         } else {
-            Err(UiError::Forbidden(format!(
-                "Your role ({}) cannot switch workflows on or off: they act on customers. Ask a manager or an admin.",
-                self.user.role.as_str()
-            )))
+            Err(UiError::Forbidden(format!("Your role ({}) cannot {what}. Ask a manager or an admin.", self.user.role.as_str())))
         }
     }
 

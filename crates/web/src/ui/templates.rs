@@ -21,21 +21,6 @@ use super::format::{ago, label};
 use super::{Shell, Signed, UiError, parse_id, redirect_with, render, render_status};
 use crate::AppState;
 
-fn can_manage(signed: &Signed) -> bool {
-    signed.user.role.can_manage_catalogue()
-}
-
-fn require_manage(signed: &Signed) -> Result<(), UiError> {
-    if can_manage(signed) {
-        Ok(())
-    } else {
-        Err(UiError::Forbidden(format!(
-            "Your role ({}) cannot change message templates: they reach customers. Ask a manager or an admin.",
-            signed.user.role.as_str()
-        )))
-    }
-}
-
 pub struct TemplateRow {
     pub id: Uuid,
     pub name: String,
@@ -74,7 +59,7 @@ pub async fn list(State(s): State<AppState>, signed: Signed) -> Result<Response,
             updated: ago(t.updated_at, now),
         })
         .collect();
-    render(&ListPage { can_manage: can_manage(&signed), shell: signed.shell("campaigns"), rows })
+    render(&ListPage { can_manage: signed.can_manage_automation(), shell: signed.shell("campaigns"), rows })
 }
 
 const FIELDS: [&str; 8] = ["name", "locale", "channel", "purpose", "subject", "text", "html", "layout"];
@@ -222,7 +207,7 @@ fn form_page(signed: &Signed, form: TemplateForm, editing: Option<(Uuid, String)
         template_id: editing.as_ref().map(|(id, _)| *id),
         heading: editing.map_or_else(|| "New template".to_string(), |(_, name)| name),
         form,
-        can_manage: can_manage(signed),
+        can_manage: signed.can_manage_automation(),
         preview_for: String::new(),
         preview: None,
         preview_error: None,
@@ -260,13 +245,13 @@ async fn save(s: &AppState, signed: &Signed, form: FormData, editing: Option<(Uu
 
 /// `GET /templates/new`
 pub async fn new_form(signed: Signed) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("change message templates: they reach customers")?;
     render(&form_page(&signed, TemplateForm::blank(), None))
 }
 
 /// `POST /templates`
 pub async fn create(State(s): State<AppState>, signed: Signed, form: FormData) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("change message templates: they reach customers")?;
     save(&s, &signed, form, None).await
 }
 
@@ -277,7 +262,7 @@ pub async fn update(
     Path(id): Path<String>,
     form: FormData,
 ) -> Result<Response, UiError> {
-    require_manage(&signed)?;
+    signed.require_manager("change message templates: they reach customers")?;
     let t = s.store.get_template(parse_id(&id, "template")?).await?;
     save(&s, &signed, form, Some((t.id, t.name))).await
 }
