@@ -87,6 +87,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_confirmation_email.sql"),
         postgres: include_str!("../migrations/postgres/0012_confirmation_email.sql"),
     },
+    Migration {
+        version: 13,
+        name: "profile figures for segment counts",
+        sqlite: include_str!("../migrations/sqlite/0013_profile_segment_index.sql"),
+        postgres: include_str!("../migrations/postgres/0013_profile_segment_index.sql"),
+    },
 ];
 
 /// An arbitrary constant that names Rapport's migration lock.

@@ -48,6 +48,9 @@ pub(crate) struct Context<'a> {
 pub(crate) struct Compiled {
     pub sql: String,
     pub needs_profile: bool,
+    /// Whether only people with a profile row (everyone with an event has one) can match, so
+    /// that `profiles p` may be joined as an inner join and the count split over its key.
+    pub profile_required: bool,
 }
 
 impl Compiled {
@@ -61,7 +64,7 @@ impl Compiled {
 pub(crate) fn compile(cx: &Context<'_>, filter: &Filter, params: &mut Vec<Value>) -> Result<Compiled> {
     let mut c = Compiler::new(cx, params);
     let sql = c.filter(filter)?;
-    Ok(Compiled { sql, needs_profile: c.needs_profile })
+    Ok(Compiled { sql, needs_profile: c.needs_profile, profile_required: c.needs_profile && requires_profile_row(filter) })
 }
 
 /// The payload conditions of `sel` over an events row aliased `e` (`TRUE` when it has none):
@@ -1103,7 +1106,15 @@ impl<'a, 'p> Compiler<'a, 'p> {
             let count = self.profile(count);
             return self.number_compare(&count, m.op, &Literal::Number(m.value), 1.0, true);
         }
-        let (value, _) = self.metric_value(m)?;
+        let (value, _) = match count_cap(m) {
+            // Whether a count passes is settled by its first `cap` events: the index range
+            // stops there instead of running through a heavy reader's whole history.
+            Some(cap) => {
+                let cond = self.events_where(&m.events, m.last)?;
+                (format!("(SELECT count(*) FROM (SELECT 1 FROM events e WHERE {cond} LIMIT {cap}) capped)"), false)
+            }
+            None => self.metric_value(m)?,
+        };
         let probe = self.number_compare(&value, m.op, &Literal::Number(m.value), 1.0, false)?;
         let Some(t) = bound_of_type(&m.events.event_type) else {
             return Ok(probe);
@@ -1304,6 +1315,15 @@ fn zero_passes(op: CompareOp, value: f64) -> bool {
     }
 }
 
+/// How many events settle a count comparison: `min(count, cap)` compares against the value
+/// exactly as the count itself does (`count >= 3` needs 3; `count = 3` and `count <= 3` need 4).
+fn count_cap(m: &EventMetric) -> Option<i64> {
+    if m.aggregate != Aggregate::Count || !m.value.is_finite() || m.value >= 1e9 {
+        return None;
+    }
+    Some((m.value.floor() as i64 + 1).max(1))
+}
+
 /// The fewest events a passing count needs, for a count comparison that 0 fails.
 fn min_count(m: &EventMetric) -> Option<i64> {
     if m.aggregate != Aggregate::Count {
@@ -1315,6 +1335,25 @@ fn min_count(m: &EventMetric) -> Option<i64> {
         _ => return None,
     };
     (k.is_finite() && k >= 1.0).then_some(k as i64)
+}
+
+/// Whether `f` can hold only for people with a profile row. Ingest writes the row with a
+/// person's first event, so anything that needs an event needs it; so does a value tier, which
+/// people without a row lack. Conservative: `false` whenever unsure (every `not`, every `no …`).
+fn requires_profile_row(f: &Filter) -> bool {
+    match f {
+        Filter::Occurred(o) => o.occurred,
+        // A count or sum over no events is 0; another aggregate over none has no value.
+        Filter::Events(m) => !(matches!(m.aggregate, Aggregate::Count | Aggregate::Sum) && zero_passes(m.op, m.value)),
+        Filter::Compare(c) => {
+            matches!(field(&c.field), Ok(FieldRef::BuiltIn(info)) if info.name == "value_tier")
+                && matches!(c.op, CompareOp::Eq | CompareOp::In)
+                && literal_texts(&c.value).is_some()
+        }
+        Filter::And(parts) => parts.iter().any(requires_profile_row),
+        Filter::Or(parts) => !parts.is_empty() && parts.iter().all(requires_profile_row),
+        _ => false,
+    }
 }
 
 /// How expensive a condition is to test per contact, for ordering the parts of an `and`.
@@ -1589,5 +1628,49 @@ fn sql_op(op: CompareOp) -> &'static str {
         CompareOp::Gt => ">",
         CompareOp::Ge => ">=",
         _ => "=",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holds(x: f64, op: CompareOp, v: f64) -> bool {
+        match op {
+            CompareOp::Eq => x == v,
+            CompareOp::Ne => x != v,
+            CompareOp::Lt => x < v,
+            CompareOp::Le => x <= v,
+            CompareOp::Gt => x > v,
+            CompareOp::Ge => x >= v,
+            _ => unreachable!("not a count comparison"),
+        }
+    }
+
+    #[test]
+    fn a_capped_count_decides_every_comparison_as_the_full_count_does() {
+        let ops = [CompareOp::Eq, CompareOp::Ne, CompareOp::Lt, CompareOp::Le, CompareOp::Gt, CompareOp::Ge];
+        for op in ops {
+            for tenths in -20..=80 {
+                let value = f64::from(tenths) / 10.0;
+                let m = EventMetric {
+                    aggregate: Aggregate::Count,
+                    events: EventSelector { event_type: "email.opened".into(), conditions: Vec::new() },
+                    field: None,
+                    last: None,
+                    op,
+                    value,
+                };
+                let cap = count_cap(&m).expect("a finite count comparison has a cap");
+                for count in 0..20i64 {
+                    let capped = count.min(cap) as f64;
+                    assert_eq!(
+                        holds(capped, op, value),
+                        holds(count as f64, op, value),
+                        "count {count} {op:?} {value} with cap {cap}"
+                    );
+                }
+            }
+        }
     }
 }
