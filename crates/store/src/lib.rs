@@ -168,6 +168,7 @@ pub(crate) struct Inner {
     backend: Backend,
     options: StoreOptions,
     pub(crate) best_sellers: profiles::BestSellerCache,
+    pub(crate) count_split: segments::CountSplitCache,
 }
 
 /// The handle every other layer holds. Cheap to clone.
@@ -190,7 +191,9 @@ impl Store {
                 })?)
             }
         };
-        Ok(Self { inner: Arc::new(Inner { backend, options, best_sellers: Default::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner { backend, options, best_sellers: Default::default(), count_split: Default::default() }),
+        })
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -1316,12 +1316,17 @@ fn zero_passes(op: CompareOp, value: f64) -> bool {
 }
 
 /// How many events settle a count comparison: `min(count, cap)` compares against the value
-/// exactly as the count itself does (`count >= 3` needs 3; `count = 3` and `count <= 3` need 4).
+/// exactly as the count itself does (`count >= 3` needs 3 events; `count = 3` and `count <= 3`
+/// need 4).
 fn count_cap(m: &EventMetric) -> Option<i64> {
     if m.aggregate != Aggregate::Count || !m.value.is_finite() || m.value >= 1e9 {
         return None;
     }
-    Some((m.value.floor() as i64 + 1).max(1))
+    let cap = match m.op {
+        CompareOp::Ge => m.value.ceil(),
+        _ => m.value.floor() + 1.0,
+    };
+    Some((cap as i64).max(1))
 }
 
 /// The fewest events a passing count needs, for a count comparison that 0 fails.
@@ -1644,6 +1649,33 @@ mod tests {
             CompareOp::Gt => x > v,
             CompareOp::Ge => x >= v,
             _ => unreachable!("not a count comparison"),
+        }
+    }
+
+    #[test]
+    fn only_filters_that_need_an_event_or_a_tier_require_a_profile_row() {
+        let required = |text: &str| requires_profile_row(&rapport_core::segment::parse(text).expect(text));
+        for text in [
+            r#"value_tier in ("gold", "vip")"#,
+            r#"value_tier = "gold" and tag = "staff""#,
+            "has order.completed in last 30d",
+            "count(email.opened, last 90d) >= 3",
+            "sum(order.completed.total, last 365d) > 1000",
+            "has visit.checked_in or count(order.completed) > 2",
+        ] {
+            assert!(required(text), "{text} can only hold for people with events");
+        }
+        for text in [
+            "no visit.checked_in in last 21d",
+            "count(email.clicked, last 90d) = 0",
+            "count(order.completed) < 2",
+            r#"not value_tier = "gold""#,
+            r#"value_tier != "gold""#,
+            r#"stage = "lead""#,
+            r#"has order.completed or tag = "staff""#,
+            "birthday within next 7d",
+        ] {
+            assert!(!required(text), "{text} can hold for someone who never did anything");
         }
     }
 

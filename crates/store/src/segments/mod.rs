@@ -215,7 +215,11 @@ impl Store {
                     compiled.sql,
                     sample.min(100)
                 );
-                Ok((count_statements(tx.dialect(), &compiled), sample_sql, params))
+                let split = match tx.dialect() {
+                    Dialect::Sqlite => store.inner.count_split.get(tx)?,
+                    Dialect::Postgres => None,
+                };
+                Ok((count_statements(tx.dialect(), &compiled, split), sample_sql, params))
             })
             .await?;
         let params = Arc::new(params);
@@ -556,12 +560,12 @@ impl Store {
 }
 
 /// The statements that count who matches `compiled`, to run at once on separate connections.
-/// SQLite runs each query on one core, so there the people are split in two halves by the last
-/// byte of their id (random in a UUIDv7): a five-condition count over a million people took
-/// 130 ms in one piece and about 70 ms in two (docs/benchmarks.md, "Segments"). The split reads
-/// the profile's key when only people with a profile can match, so that half of the people are
-/// passed over in the profile index, before their contact row or events are read.
-fn count_statements(d: Dialect, compiled: &compile::Compiled) -> (String, Option<String>) {
+/// SQLite runs each query on one core, so there the people are split in two halves at `split`
+/// (the middle person; by the last byte of their id, random in a UUIDv7, when there is none
+/// yet): a five-condition count over a million people took 140 ms in one piece and about 80 ms
+/// in two (docs/benchmarks.md, "Segments"). The split reads the profile's key when only people
+/// with a profile can match, so that each half reads only its own part of the profile index.
+fn count_statements(d: Dialect, compiled: &compile::Compiled, split: Option<Uuid>) -> (String, Option<String>) {
     if d == Dialect::Postgres {
         return (format!("SELECT count(*) {} WHERE {}", compiled.from(), compiled.sql), None);
     }
@@ -570,8 +574,40 @@ fn count_statements(d: Dialect, compiled: &compile::Compiled) -> (String, Option
     } else {
         (compiled.from(), "c.id")
     };
-    let half = |op: &str| format!("SELECT count(*) {from} WHERE ({}) AND substr({key}, 16, 1) {op} x'80'", compiled.sql);
+    let (key, at) = match split {
+        Some(id) => (key.to_string(), format!("x'{}'", id.simple())),
+        None => (format!("substr({key}, 16, 1)"), "x'80'".to_string()),
+    };
+    let half = |op: &str| format!("SELECT count(*) {from} WHERE ({}) AND {key} {op} {at}", compiled.sql);
     (half("<"), Some(half(">=")))
+}
+
+/// How long the middle person stays the split point of counts: the split only needs to be
+/// roughly even, and finding it reads half of the profiles (11 ms for a million).
+const COUNT_SPLIT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The id of the person in the middle of all profiles, by id, found at most every
+/// [`COUNT_SPLIT_TTL`]; `None` without profiles.
+#[derive(Default)]
+pub(crate) struct CountSplitCache(std::sync::Mutex<Option<(std::time::Instant, Option<Uuid>)>>);
+
+impl CountSplitCache {
+    fn get(&self, tx: &mut dyn Tx) -> Result<Option<Uuid>> {
+        if let Some((at, split)) = *self.0.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < COUNT_SPLIT_TTL
+        {
+            return Ok(split);
+        }
+        let split = tx
+            .query_opt(
+                "SELECT contact_id FROM profiles ORDER BY contact_id LIMIT 1 OFFSET (SELECT count(*) FROM profiles) / 2",
+                &[],
+            )?
+            .map(|r| r.uuid(0))
+            .transpose()?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), split));
+        Ok(split)
+    }
 }
 
 /// A segment whose filter no longer compiles (it names a custom field since deleted, or one
