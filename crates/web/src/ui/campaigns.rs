@@ -22,7 +22,7 @@ use rapport_store::{PageRequest, StoreError};
 use uuid::Uuid;
 
 use super::charts::BarChart;
-use super::form::FormData;
+use super::form::{FieldForm, FormData, sentence};
 use super::format::{datetime, label, money, thousands};
 use super::{Shell, Signed, UiError, parse_id, redirect_with, render, render_status};
 use crate::AppState;
@@ -35,15 +35,6 @@ pub fn relay_configured(s: &AppState) -> bool {
 /// `12.5%`
 pub(super) fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
-}
-
-/// A message from the domain (`must be between 0 and 90`) as a sentence.
-fn sentence(message: &str) -> String {
-    let mut c = message.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 /// When it goes out, in words: `12 Mar 2027, 09:00` or `9:00 on 12 Mar 2027 in each person's zone`.
@@ -143,10 +134,7 @@ pub struct Choice {
 
 /// The campaign form as typed (or stored), with the problems found, by input name.
 pub struct CampaignForm {
-    values: HashMap<&'static str, String>,
-    errors: HashMap<String, String>,
-    /// Problems that belong to no input.
-    pub general: Vec<String>,
+    fields: FieldForm,
     pub templates: Vec<Choice>,
     pub segments: Vec<Choice>,
     pub exclusions: Vec<Choice>,
@@ -156,20 +144,8 @@ pub struct CampaignForm {
 const FIELDS: [&str; 8] = ["name", "template_id", "segment_id", "topic", "when", "send_at", "holdout_percent", "conversion_days"];
 
 impl CampaignForm {
-    pub fn v(&self, name: &str) -> &str {
-        self.values.get(name).map_or("", String::as_str)
-    }
-
-    pub fn err(&self, name: &str) -> Option<&str> {
-        self.errors.get(name).map(String::as_str)
-    }
-
     pub fn id(&self, name: &str) -> String {
         format!("campaign-{}", name.replace('_', "-"))
-    }
-
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty() || !self.general.is_empty()
     }
 
     /// `now`, `at` or `local`.
@@ -186,12 +162,17 @@ impl CampaignForm {
             // `exclude_segment_ids[2]` belongs to the exclusions list.
             let field = e.field.split('[').next().unwrap_or("").to_string();
             let field = if field == "local_time" { "when".to_string() } else { field };
-            if FIELDS.contains(&field.as_str()) || field == "exclude_segment_ids" {
-                self.errors.entry(field).or_insert_with(|| sentence(&e.message));
-            } else {
-                self.general.push(sentence(&e.message));
-            }
+            let beside_input = FIELDS.contains(&field.as_str()) || field == "exclude_segment_ids";
+            self.fields.place(field, &e.message, beside_input);
         }
+    }
+}
+
+impl std::ops::Deref for CampaignForm {
+    type Target = FieldForm;
+
+    fn deref(&self) -> &FieldForm {
+        &self.fields
     }
 }
 
@@ -278,10 +259,23 @@ async fn build_form(s: &AppState, v: Values, errors: Vec<FieldError>) -> Result<
         .into_iter()
         .map(|t| Choice { selected: t.key == chosen_topic, label: format!("{} ({})", t.name, t.key), value: t.key })
         .collect();
-    let mut form =
-        CampaignForm { values: v.values, errors: HashMap::new(), general: Vec::new(), templates, segments, exclusions, topics };
+    let mut form = CampaignForm { fields: FieldForm::new(v.values), templates, segments, exclusions, topics };
     form.add_errors(errors);
     Ok(form)
+}
+
+/// The whole number typed in `name`; `None` when blank or when it is not one (then with
+/// `problem` noted against the input).
+fn whole_number<T: std::str::FromStr>(
+    form: &FormData,
+    name: &'static str,
+    errors: &mut Vec<FieldError>,
+    problem: impl FnOnce() -> String,
+) -> Option<T> {
+    match form.text(name).as_str() {
+        "" => None,
+        raw => raw.parse().map_err(|_| errors.push(FieldError::new(name, problem()))).ok(),
+    }
 }
 
 /// The form as a draft for the domain to check, with the problems only the form can have (a
@@ -319,32 +313,15 @@ fn read_form(form: &FormData, tz: Tz) -> (CampaignDraft, Vec<FieldError>) {
     } else {
         None
     };
-    let holdout_percent = match form.text("holdout_percent").as_str() {
-        "" => Some(0),
-        raw => match raw.parse::<u8>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "holdout_percent",
-                    format!("A whole number from 0 to {}.", rapport_core::campaign::MAX_HOLDOUT_PERCENT),
-                ));
-                None
-            }
-        },
+    let holdout_percent = match form.text("holdout_percent").is_empty() {
+        true => Some(0),
+        false => whole_number(form, "holdout_percent", &mut errors, || {
+            format!("A whole number from 0 to {}.", rapport_core::campaign::MAX_HOLDOUT_PERCENT)
+        }),
     };
-    let conversion_days = match form.text("conversion_days").as_str() {
-        "" => None,
-        raw => match raw.parse::<u16>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "conversion_days",
-                    format!("A whole number of days from 1 to {}.", rapport_core::campaign::MAX_CONVERSION_DAYS),
-                ));
-                None
-            }
-        },
-    };
+    let conversion_days = whole_number(form, "conversion_days", &mut errors, || {
+        format!("A whole number of days from 1 to {}.", rapport_core::campaign::MAX_CONVERSION_DAYS)
+    });
     let draft = CampaignDraft {
         name: Some(form.text("name")),
         template_id: form.opt("template_id"),

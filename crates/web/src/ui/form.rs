@@ -1,6 +1,8 @@
 //! Form bodies and query strings as ordered name/value pairs: repeated names (`ids`, one per
 //! ticked row) and indexed names (`emails[0].address`) both keep their order.
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -33,6 +35,55 @@ impl FormData {
     /// The trimmed value of `name`, or `None` when absent or blank.
     pub fn opt(&self, name: &str) -> Option<String> {
         Some(self.text(name)).filter(|s| !s.is_empty())
+    }
+}
+
+/// What an edit form shows back: the values typed (or stored) by input name, and the problems
+/// found, each beside its input or, when it belongs to none, above the form.
+#[derive(Debug, Default)]
+pub struct FieldForm {
+    values: HashMap<&'static str, String>,
+    errors: HashMap<String, String>,
+    /// Problems that belong to no input.
+    pub general: Vec<String>,
+}
+
+impl FieldForm {
+    pub fn new(values: HashMap<&'static str, String>) -> Self {
+        Self { values, ..Self::default() }
+    }
+
+    /// The value typed (or stored) for an input.
+    pub fn v(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    pub fn err(&self, name: &str) -> Option<&str> {
+        self.errors.get(name).map(String::as_str)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || !self.general.is_empty()
+    }
+
+    /// Shows a problem beside input `field` when `beside_input` (the first one found for an
+    /// input wins), above the form otherwise; either way as a sentence.
+    pub fn place(&mut self, field: String, message: &str, beside_input: bool) {
+        let message = sentence(message);
+        if beside_input {
+            self.errors.entry(field).or_insert(message);
+        } else {
+            self.general.push(message);
+        }
+    }
+}
+
+/// A message from the domain (`must be between 0 and 90`) as a sentence: capitalised.
+pub fn sentence(message: &str) -> String {
+    let mut c = message.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

@@ -16,7 +16,7 @@ use rapport_core::message::{MessageTemplate, Purpose, TemplateDraft, TemplateInp
 use rapport_store::{ContactFilter, PageRequest, StoreError};
 use uuid::Uuid;
 
-use super::form::{FormData, QueryData};
+use super::form::{FieldForm, FormData, QueryData};
 use super::format::{ago, label};
 use super::{Shell, Signed, UiError, parse_id, redirect_with, render, render_status};
 use crate::AppState;
@@ -64,28 +64,20 @@ pub async fn list(State(s): State<AppState>, signed: Signed) -> Result<Response,
 
 const FIELDS: [&str; 8] = ["name", "locale", "channel", "purpose", "subject", "text", "html", "layout"];
 
-/// The template form as typed (or stored), with the problems found, by part.
-pub struct TemplateForm {
-    values: HashMap<&'static str, String>,
-    errors: HashMap<String, String>,
-    pub general: Vec<String>,
+impl std::ops::Deref for TemplateForm {
+    type Target = FieldForm;
+
+    fn deref(&self) -> &FieldForm {
+        &self.0
+    }
 }
 
+/// The template form as typed (or stored), with the problems found, by part.
+pub struct TemplateForm(FieldForm);
+
 impl TemplateForm {
-    pub fn v(&self, name: &str) -> &str {
-        self.values.get(name).map_or("", String::as_str)
-    }
-
-    pub fn err(&self, name: &str) -> Option<&str> {
-        self.errors.get(name).map(String::as_str)
-    }
-
     pub fn id(&self, name: &str) -> String {
         format!("template-{name}")
-    }
-
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty() || !self.general.is_empty()
     }
 
     fn from_form(form: &FormData) -> Self {
@@ -94,7 +86,7 @@ impl TemplateForm {
             .iter()
             .map(|f| (*f, if matches!(*f, "text" | "html") { form.get(f).unwrap_or("").to_string() } else { form.text(f) }))
             .collect();
-        Self { values, errors: HashMap::new(), general: Vec::new() }
+        Self(FieldForm::new(values))
     }
 
     fn from_template(t: &MessageTemplate) -> Self {
@@ -108,27 +100,20 @@ impl TemplateForm {
             ("html", t.html.clone().unwrap_or_default()),
             ("layout", t.layout.clone().unwrap_or_default()),
         ]);
-        Self { values, errors: HashMap::new(), general: Vec::new() }
+        Self(FieldForm::new(values))
     }
 
     fn blank() -> Self {
         let values = HashMap::from([("channel", "email".to_string()), ("purpose", "marketing".to_string())]);
-        Self { values, errors: HashMap::new(), general: Vec::new() }
+        Self(FieldForm::new(values))
     }
 
     fn add_errors(&mut self, errors: Vec<FieldError>) {
         for e in errors {
             // A problem in a layout's own source (`layout.html`) is shown beside the layout.
             let field = e.field.split('.').next().unwrap_or("").to_string();
-            let mut message = e.message;
-            if let Some(f) = message.get(..1).map(str::to_uppercase) {
-                message.replace_range(..1, &f);
-            }
-            if FIELDS.contains(&field.as_str()) {
-                self.errors.entry(field).or_insert(message);
-            } else {
-                self.general.push(message);
-            }
+            let beside_input = FIELDS.contains(&field.as_str());
+            self.0.place(field, &e.message, beside_input);
         }
     }
 
