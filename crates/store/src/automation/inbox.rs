@@ -1,12 +1,12 @@
 //! New events meet workflows: triggers start runs, awaited events end waits, exit events and
 //! inbound touches end runs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use rapport_core::Timestamp;
 use rapport_core::money::{Currency, Money};
 use rapport_core::profile::LifecycleStage;
 use rapport_core::workflow::{Metric, ThresholdRule, Trigger, is_inbound_touch};
+use rapport_core::{Timestamp, new_id};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -110,62 +110,212 @@ pub(super) fn drain(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<Pass
         .into_iter()
         .map(|r| r.uuid(0))
         .collect::<Result<_>>()?;
+    let mut flights = Flights::load(tx, &existing)?;
     for ev in events.iter().filter(|e| existing.contains(&e.contact_id)) {
-        react_in_runs(tx, &mut specs, ev, now, &mut report)?;
+        react_in_runs(tx, &mut specs, &mut flights, ev, now, &mut report)?;
         for w in &live {
-            trigger(tx, store, w, ev, now, &mut report)?;
+            if let Some((occurrence, cause)) = trigger(tx, store, w, ev, now, &mut report)? {
+                flights.start(tx, store, w, ev.contact_id, Start { occurrence, cause, at: now })?;
+            }
         }
     }
+    flights.write_starts(tx, &mut report)?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     crate::bulk::execute_in(tx, "DELETE FROM automation_inbox WHERE id IN ({in})", &[], &ids)?;
     Ok(report)
 }
 
+/// A run in flight (ready or waiting) of one of the pass's contacts.
+#[derive(Clone)]
+struct Flight {
+    id: Uuid,
+    workflow_id: Uuid,
+    version: i64,
+    waiting: bool,
+    waiting_for: Option<String>,
+    step: Option<String>,
+    started_at: Timestamp,
+    /// The event that started it, if one did.
+    cause_event: Option<String>,
+    /// Started in this pass and not written yet.
+    unwritten: bool,
+}
+
+/// The runs in flight of a pass's contacts, oldest first, read in one query and kept current
+/// as the pass ends, wakes and starts runs. The runs a pass starts are written together at its
+/// end (one statement instead of two per event), or before one of them is changed.
+struct Flights {
+    by_contact: HashMap<Uuid, Vec<Flight>>,
+    /// `INSERT_RUN` rows of the runs started and not written yet, and whose they are.
+    rows: Vec<Value>,
+    unwritten: Vec<(Uuid, Uuid)>,
+}
+
+impl Flights {
+    fn load(tx: &mut dyn Tx, contacts: &HashSet<Uuid>) -> Result<Self> {
+        let cause_event = match tx.dialect() {
+            Dialect::Sqlite => "json_extract(cause, '$.event_id')",
+            Dialect::Postgres => "cause->>'event_id'",
+        };
+        let keys: Vec<Value> = contacts.iter().map(|c| Value::Uuid(*c)).collect();
+        let rows = select_in(
+            tx,
+            &format!(
+                "SELECT contact_id, id, workflow_id, version, status, waiting_for, step, started_at, {cause_event} \
+                 FROM workflow_runs WHERE contact_id IN ({{in}}) AND status IN ('ready', 'waiting') ORDER BY started_at, id"
+            ),
+            &[],
+            &keys,
+        )?;
+        let mut by_contact: HashMap<Uuid, Vec<Flight>> = HashMap::new();
+        for r in rows {
+            by_contact.entry(r.uuid(0)?).or_default().push(Flight {
+                id: r.uuid(1)?,
+                workflow_id: r.uuid(2)?,
+                version: r.i64(3)?,
+                waiting: r.string(4)? == "waiting",
+                waiting_for: r.opt_string(5)?,
+                step: r.opt_string(6)?,
+                started_at: r.time(7)?,
+                cause_event: r.opt_string(8)?,
+                unwritten: false,
+            });
+        }
+        Ok(Self { by_contact, rows: Vec::new(), unwritten: Vec::new() })
+    }
+
+    fn of(&self, contact: Uuid) -> &[Flight] {
+        self.by_contact.get(&contact).map_or(&[], Vec::as_slice)
+    }
+
+    fn get_mut(&mut self, contact: Uuid, run: Uuid) -> Option<&mut Flight> {
+        self.by_contact.get_mut(&contact)?.iter_mut().find(|f| f.id == run)
+    }
+
+    fn remove(&mut self, contact: Uuid, run: Uuid) {
+        if let Some(list) = self.by_contact.get_mut(&contact) {
+            list.retain(|f| f.id != run);
+        }
+    }
+
+    /// Starts a run of `w` unless its re-entry rule or conditions say no (`runs::start`, with
+    /// the runs in flight known).
+    fn start(&mut self, tx: &mut dyn Tx, store: &Store, w: &Live, contact: Uuid, s: Start) -> Result<()> {
+        let in_flight = self.of(contact).iter().any(|f| f.workflow_id == w.id);
+        if !runs::may_start(tx, store, w, contact, s.at, Some(in_flight))? {
+            return Ok(());
+        }
+        let id = new_id();
+        let flight = Flight {
+            id,
+            workflow_id: w.id,
+            version: w.version,
+            waiting: false,
+            waiting_for: None,
+            step: None,
+            started_at: s.at,
+            cause_event: s.cause.get("event_id").and_then(Json::as_str).map(str::to_string),
+            unwritten: true,
+        };
+        self.rows.extend(runs::run_row(id, w, contact, s));
+        self.unwritten.push((contact, id));
+        self.by_contact.entry(contact).or_default().push(flight);
+        Ok(())
+    }
+
+    /// Writes the runs started so far. One whose occurrence had already started a run is not
+    /// in flight after all.
+    fn write_starts(&mut self, tx: &mut dyn Tx, report: &mut PassReport) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let started: HashSet<Uuid> = insert_many(tx, runs::INSERT_RUN, runs::RUN_COLUMNS, &self.rows, runs::ON_NEW_RUN)?
+            .into_iter()
+            .map(|r| r.uuid(0))
+            .collect::<Result<_>>()?;
+        report.runs_started += started.len() as u64;
+        for (contact, run) in std::mem::take(&mut self.unwritten) {
+            if started.contains(&run) {
+                if let Some(f) = self.get_mut(contact, run) {
+                    f.unwritten = false;
+                }
+            } else {
+                self.remove(contact, run);
+            }
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+enum Reaction {
+    End(String),
+    Wake,
+}
+
 /// What the event means for the contact's runs in flight: an awaited event ends the wait; an
 /// exit event, or an inbound touch while outreach is pending, ends the run.
-fn react_in_runs(tx: &mut dyn Tx, specs: &mut Specs, ev: &InboxEvent, now: Timestamp, report: &mut PassReport) -> Result<()> {
-    let runs = tx.query(
-        "SELECT id, workflow_id, version, status, waiting_for, started_at, cause, step FROM workflow_runs \
-         WHERE contact_id = $1 AND status IN ('ready', 'waiting') ORDER BY started_at, id",
-        &[ev.contact_id.into()],
-    )?;
-    for r in runs {
-        let (run_id, workflow_id, version) = (r.uuid(0)?, r.uuid(1)?, r.i64(2)?);
-        let waiting = r.string(3)? == "waiting";
-        let waiting_for = r.opt_string(4)?;
-        let started_at = r.time(5)?;
-        let started_by_this = r.json(6)?.get("event_id").and_then(Json::as_str) == Some(ev.id.to_string().as_str());
-        if started_by_this || ev.occurred_at < started_at {
+fn react_in_runs(
+    tx: &mut dyn Tx,
+    specs: &mut Specs,
+    flights: &mut Flights,
+    ev: &InboxEvent,
+    now: Timestamp,
+    report: &mut PassReport,
+) -> Result<()> {
+    let this_event = ev.id.to_string();
+    for f in flights.of(ev.contact_id).to_vec() {
+        if f.cause_event.as_deref() == Some(this_event.as_str()) || ev.occurred_at < f.started_at {
             continue;
         }
-        let Some(spec) = specs.get(tx, workflow_id, version)? else { continue };
+        let Some(spec) = specs.get(tx, f.workflow_id, f.version)? else { continue };
         let when = ev.occurred_at.format("%Y-%m-%d %H:%M UTC");
-        if spec.exit_when.contains(&ev.kind) {
-            runs::end(tx, run_id, "exited", &format!("{} on {when}: the workflow ends on it", ev.kind), now)?;
-            report.runs_ended += 1;
+        let reaction = if spec.exit_when.contains(&ev.kind) {
+            Reaction::End(format!("{} on {when}: the workflow ends on it", ev.kind))
+        } else if f.waiting && f.waiting_for.as_deref() == Some(ev.kind.as_str()) {
+            Reaction::Wake
+        } else if f.waiting && is_inbound_touch(&ev.kind, &ev.payload) && spec.has_outreach() {
+            Reaction::End(format!("they got in touch ({} on {when}), so the pending outreach was stopped", ev.kind))
+        } else {
             continue;
-        }
-        if waiting && waiting_for.as_deref() == Some(ev.kind.as_str()) {
-            let step = r.opt_string(7)?.unwrap_or_default();
-            runs::wake(tx, run_id, &spec, &step, &format!("{} happened on {when}", ev.kind), now)?;
-            continue;
-        }
-        if waiting && is_inbound_touch(&ev.kind, &ev.payload) && spec.has_outreach() {
-            runs::end(
-                tx,
-                run_id,
-                "exited",
-                &format!("they got in touch ({} on {when}), so the pending outreach was stopped", ev.kind),
-                now,
-            )?;
-            report.runs_ended += 1;
+        };
+        match reaction {
+            Reaction::End(reason) => {
+                // Only an exit event can end a run started in this pass (a new run is not
+                // waiting); it has to be written first.
+                if f.unwritten {
+                    flights.write_starts(tx, report)?;
+                    if flights.get_mut(ev.contact_id, f.id).is_none() {
+                        continue;
+                    }
+                }
+                runs::end(tx, f.id, "exited", &reason, now)?;
+                flights.remove(ev.contact_id, f.id);
+                report.runs_ended += 1;
+            }
+            Reaction::Wake => {
+                let step = f.step.clone().unwrap_or_default();
+                let next = runs::wake(tx, f.id, &spec, &step, &format!("{} happened on {when}", ev.kind), now)?;
+                if let Some(woken) = flights.get_mut(ev.contact_id, f.id) {
+                    woken.waiting = false;
+                    woken.waiting_for = None;
+                    woken.step = next;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Starts a run of `w` if the event fires its trigger.
-fn trigger(tx: &mut dyn Tx, store: &Store, w: &Live, ev: &InboxEvent, now: Timestamp, report: &mut PassReport) -> Result<()> {
+/// The run of `w` the event starts, if it fires its trigger: its occurrence and cause.
+fn trigger(
+    tx: &mut dyn Tx,
+    store: &Store,
+    w: &Live,
+    ev: &InboxEvent,
+    now: Timestamp,
+    report: &mut PassReport,
+) -> Result<Option<(String, Json)>> {
     let base_cause =
         || json!({"trigger": w.spec.trigger.kind(), "event_id": ev.id, "event_type": ev.kind, "occurred_at": ev.occurred_at});
     let start = match &w.spec.trigger {
@@ -176,7 +326,7 @@ fn trigger(tx: &mut dyn Tx, store: &Store, w: &Live, ev: &InboxEvent, now: Times
                 let cond = segments::event_conditions(&cx, sel, &mut params)?;
                 drop(cx);
                 if !tx.exists(&format!("SELECT 1 FROM automation_inbox e WHERE e.id = $1 AND {cond}"), &params)? {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             let mut cause = base_cause();
@@ -190,7 +340,7 @@ fn trigger(tx: &mut dyn Tx, store: &Store, w: &Live, ev: &InboxEvent, now: Times
             let (was, is) = (stage("from"), stage("to"));
             let fits = |want: &Option<LifecycleStage>, got: Option<LifecycleStage>| want.is_none() || *want == got;
             if !fits(from, was) || !fits(to, is) {
-                return Ok(());
+                return Ok(None);
             }
             let mut cause = base_cause();
             cause["from"] = json!(was.map(|s| s.as_str()));
@@ -211,12 +361,7 @@ fn trigger(tx: &mut dyn Tx, store: &Store, w: &Live, ev: &InboxEvent, now: Times
         }
         _ => None,
     };
-    if let Some((occurrence, cause)) = start
-        && runs::start(tx, store, w, ev.contact_id, Start { occurrence, cause, at: now })?
-    {
-        report.runs_started += 1;
-    }
-    Ok(())
+    Ok(start)
 }
 
 fn segment_start(segment: &str, ev: &InboxEvent, mut cause: Json) -> Option<(String, Json)> {

@@ -1,6 +1,8 @@
 //! Runs: starting one (re-entry and conditions), and moving it through its steps with their
 //! effects, in the transaction that claimed it.
 
+use std::cell::OnceCell;
+
 use chrono::Timelike;
 use chrono_tz::Tz;
 use rapport_core::Timestamp;
@@ -16,7 +18,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::{Live, PassReport, Specs};
-use crate::db::{Dialect, Tx};
+use crate::db::{Dialect, Tx, insert_many};
 use crate::events::SystemEvent;
 use crate::value::Value;
 use crate::{Result, Store, StoreError, contacts};
@@ -54,23 +56,70 @@ pub(crate) fn contact_matches(tx: &mut dyn Tx, store: &Store, contact: Uuid, fil
 /// Starts a run of `w` for `contact` unless its re-entry rule or conditions say no, or this
 /// occurrence already started one. Returns whether it started.
 pub(crate) fn start(tx: &mut dyn Tx, store: &Store, w: &Live, contact: Uuid, s: Start) -> Result<bool> {
-    let active = |tx: &mut dyn Tx| {
-        tx.exists(
+    if !may_start(tx, store, w, contact, s.at, None)? {
+        return Ok(false);
+    }
+    let rows = insert_many(tx, INSERT_RUN, RUN_COLUMNS, &run_row(new_id(), w, contact, s), ON_NEW_RUN)?;
+    Ok(!rows.is_empty())
+}
+
+/// The columns of a new run, in the order of [`run_row`].
+pub(crate) const INSERT_RUN: &str = "INSERT INTO workflow_runs (id, workflow_id, version, contact_id, occurrence, status, step, \
+     due_at, cause, started_at, updated_at)";
+pub(crate) const RUN_COLUMNS: usize = 11;
+/// A run is started once per occurrence; the ids returned are those of the runs started.
+pub(crate) const ON_NEW_RUN: &str = "ON CONFLICT (workflow_id, contact_id, occurrence) DO NOTHING RETURNING id";
+
+/// A new run, ready to take its first step now.
+pub(crate) fn run_row(id: Uuid, w: &Live, contact: Uuid, s: Start) -> [Value; RUN_COLUMNS] {
+    [
+        id.into(),
+        w.id.into(),
+        w.version.into(),
+        contact.into(),
+        s.occurrence.into(),
+        "ready".into(),
+        StepPath::top(0).to_string().into(),
+        s.at.into(),
+        Value::Json(s.cause),
+        s.at.into(),
+        s.at.into(),
+    ]
+}
+
+/// Whether `w`'s re-entry rule and conditions let a run start for `contact` at `at`.
+/// `in_flight`: whether the contact has a run of `w` in flight, when the caller knows it.
+pub(crate) fn may_start(
+    tx: &mut dyn Tx,
+    store: &Store,
+    w: &Live,
+    contact: Uuid,
+    at: Timestamp,
+    in_flight: Option<bool>,
+) -> Result<bool> {
+    let active = |tx: &mut dyn Tx| match in_flight {
+        Some(known) => Ok(known),
+        None => tx.exists(
             "SELECT 1 FROM workflow_runs WHERE contact_id = $1 AND workflow_id = $2 AND status IN ('ready', 'waiting')",
             &[contact.into(), w.id.into()],
-        )
+        ),
     };
     let allowed = match w.spec.reentry {
         Reentry::Always => true,
         Reentry::PerOccurrence => !active(tx)?,
         Reentry::Once => {
-            !tx.exists("SELECT 1 FROM workflow_runs WHERE contact_id = $1 AND workflow_id = $2", &[contact.into(), w.id.into()])?
+            // A run in flight was started, even one not written yet.
+            in_flight != Some(true)
+                && !tx.exists(
+                    "SELECT 1 FROM workflow_runs WHERE contact_id = $1 AND workflow_id = $2",
+                    &[contact.into(), w.id.into()],
+                )?
         }
         Reentry::After(d) => {
             !active(tx)?
                 && !tx.exists(
                     "SELECT 1 FROM workflow_runs WHERE contact_id = $1 AND workflow_id = $2 AND started_at > $3",
-                    &[contact.into(), w.id.into(), (s.at - d).into()],
+                    &[contact.into(), w.id.into(), (at - d).into()],
                 )?
         }
     };
@@ -89,22 +138,7 @@ pub(crate) fn start(tx: &mut dyn Tx, store: &Store, w: &Live, contact: Uuid, s: 
             Err(e) => return Err(e),
         }
     }
-    let rows = tx.query(
-        "INSERT INTO workflow_runs (id, workflow_id, version, contact_id, occurrence, status, step, due_at, cause, started_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, 'ready', $6, $7, $8, $7, $7) \
-         ON CONFLICT (workflow_id, contact_id, occurrence) DO NOTHING RETURNING id",
-        &[
-            new_id().into(),
-            w.id.into(),
-            w.version.into(),
-            contact.into(),
-            s.occurrence.as_str().into(),
-            StepPath::top(0).to_string().into(),
-            s.at.into(),
-            Value::Json(s.cause),
-        ],
-    )?;
-    Ok(!rows.is_empty())
+    Ok(true)
 }
 
 /// Appends a line to a run's history.
@@ -135,15 +169,23 @@ pub(crate) fn end(tx: &mut dyn Tx, run_id: Uuid, status: &str, reason: &str, now
     Ok(())
 }
 
-/// Ends a wait early because the awaited event happened: the run goes on with the next step.
-pub(crate) fn wake(tx: &mut dyn Tx, run_id: Uuid, spec: &WorkflowSpec, step: &str, detail: &str, now: Timestamp) -> Result<()> {
+/// Ends a wait early because the awaited event happened: the run goes on with the next step,
+/// which it answers.
+pub(crate) fn wake(
+    tx: &mut dyn Tx,
+    run_id: Uuid,
+    spec: &WorkflowSpec,
+    step: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<Option<String>> {
     log_step(tx, run_id, step, "wait", "ended", detail, now)?;
-    let next = step.parse::<StepPath>().ok().and_then(|p| spec.next(&p));
+    let next = step.parse::<StepPath>().ok().and_then(|p| spec.next(&p)).map(|p| p.to_string());
     tx.execute(
         "UPDATE workflow_runs SET status = 'ready', step = $2, due_at = $3, waiting_for = NULL, updated_at = $3 WHERE id = $1",
-        &[run_id.into(), next.map(|p| p.to_string()).into(), now.into()],
+        &[run_id.into(), next.clone().into(), now.into()],
     )?;
-    Ok(())
+    Ok(next)
 }
 
 /// A claimed run.
@@ -161,7 +203,12 @@ struct Run {
 /// Claims up to `batch` runs whose next step is due and moves each as far as it goes now. A run
 /// whose contact has events still in the inbox waits for them to be looked at first: one of
 /// them may end it (a reply, an order) or end its wait.
-pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<PassReport> {
+///
+/// `careful` puts each run in a savepoint, so that a step that fails is recorded and tried
+/// again later while the others' work stands. Without it a failing step fails the whole pass
+/// (its transaction is rolled back) and the caller runs it again carefully: savepoints cost a
+/// round trip each on PostgreSQL, and steps rarely fail.
+pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize, careful: bool) -> Result<PassReport> {
     let now = store.now();
     let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE OF r SKIP LOCKED" } else { "" };
     let rows = tx.query(
@@ -188,7 +235,10 @@ pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize) -> Resul
             cause: r.json(7)?,
         };
         report.runs_advanced += 1;
-        // Each run in its own savepoint: one that fails leaves the others' work standing.
+        if !careful {
+            report.runs_ended += u64::from(advance(tx, store, &mut specs, &run, now)?);
+            continue;
+        }
         tx.execute_batch("SAVEPOINT run")?;
         match advance(tx, store, &mut specs, &run, now) {
             Ok(ended) => {
@@ -231,20 +281,37 @@ struct Ctx<'a> {
     store: &'a Store,
     run: &'a Run,
     spec: &'a WorkflowSpec,
-    contact: Contact,
-    tz: Tz,
+    /// The contact and their time zone, loaded when a step first needs them (a wait does not).
+    contact: OnceCell<(Contact, Tz)>,
     now: Timestamp,
 }
 
 impl Ctx<'_> {
+    fn contact(&self, tx: &mut dyn Tx) -> Result<&Contact> {
+        Ok(&self.loaded(tx)?.0)
+    }
+
+    fn tz(&self, tx: &mut dyn Tx) -> Result<Tz> {
+        Ok(self.loaded(tx)?.1)
+    }
+
+    fn loaded(&self, tx: &mut dyn Tx) -> Result<&(Contact, Tz)> {
+        if let Some(loaded) = self.contact.get() {
+            return Ok(loaded);
+        }
+        let contact = contacts::load(tx, self.run.contact_id)?;
+        let tz = contact.time_zone.as_deref().and_then(|t| t.parse().ok()).unwrap_or(self.store.options().default_time_zone);
+        Ok(self.contact.get_or_init(|| (contact, tz)))
+    }
+
     fn render(&self, tx: &mut dyn Tx, t: &Template) -> Result<String> {
-        let owner = match (t.placeholders().any(|p| p == "owner_name"), self.contact.owner_id) {
+        let c = self.contact(tx)?;
+        let owner = match (t.placeholders().any(|p| p == "owner_name"), c.owner_id) {
             (true, Some(id)) => {
                 tx.query_opt("SELECT name FROM users WHERE id = $1", &[id.into()])?.map(|r| r.string(0)).transpose()?
             }
             _ => None,
         };
-        let c = &self.contact;
         let payload = self.run.cause.get("payload");
         Ok(t.render(&|name| match name {
             "first_name" => c.first_name.clone(),
@@ -277,7 +344,7 @@ impl Ctx<'_> {
         crate::events::record(
             tx,
             SystemEvent {
-                contact_id: self.contact.id,
+                contact_id: self.run.contact_id,
                 kind: "workflow.action",
                 occurred_at: self.now,
                 payload: json!({
@@ -300,7 +367,7 @@ impl Ctx<'_> {
     /// The user a step names: the contact's owner, or a user by email.
     fn user(&self, tx: &mut dyn Tx, who: &UserRef) -> Result<std::result::Result<Uuid, String>> {
         match who {
-            UserRef::Owner => Ok(self.contact.owner_id.ok_or_else(|| "the contact has no owner".to_string())),
+            UserRef::Owner => Ok(self.contact(tx)?.owner_id.ok_or_else(|| "the contact has no owner".to_string())),
             UserRef::User(email) => Ok(tx
                 .query_opt("SELECT id FROM users WHERE lower(email) = $1 AND active", &[email.as_str().to_lowercase().into()])?
                 .map(|r| r.uuid(0))
@@ -329,9 +396,7 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
         end(tx, run.id, "failed", &format!("version {} of the workflow is gone", run.version), now)?;
         return Ok(true);
     };
-    let contact = contacts::load(tx, run.contact_id)?;
-    let tz = contact.time_zone.as_deref().and_then(|t| t.parse().ok()).unwrap_or(store.options().default_time_zone);
-    let cx = Ctx { store, run, spec: &spec, contact, tz, now };
+    let cx = Ctx { store, run, spec: &spec, contact: OnceCell::new(), now };
     let mut path = match run.step.as_deref().map(str::parse::<StepPath>) {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
@@ -373,7 +438,7 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
             Some(Step::Wait(w)) => {
                 let (until, event) = match w {
                     Wait::For { duration, until_event } => (Some(now + *duration), until_event.clone()),
-                    Wait::Until { wait_until } => (wait_until.ends_at(cx.tz, now), None),
+                    Wait::Until { wait_until } => (wait_until.ends_at(cx.tz(tx)?, now), None),
                 };
                 let Some(until) = until.filter(|u| *u > now) else {
                     log_step(tx, run.id, &p.to_string(), "wait", "skipped", "the time it waits for has already passed", now)?;
@@ -436,18 +501,18 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
                 for tag_id in ids {
                     n += tx.execute(
                         "INSERT INTO contact_tags (contact_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        &[cx.contact.id.into(), tag_id.into()],
+                        &[cx.run.contact_id.into(), tag_id.into()],
                     )?;
                 }
                 n
             } else {
                 tx.execute(
                     "DELETE FROM contact_tags WHERE contact_id = $1 AND tag_id IN (SELECT id FROM tags WHERE name_key = $2)",
-                    &[cx.contact.id.into(), name_ok.key().into()],
+                    &[cx.run.contact_id.into(), name_ok.key().into()],
                 )?
             };
             if changed > 0 {
-                crate::bulk::touch(tx, &[cx.contact.id], now, true)?;
+                crate::bulk::touch(tx, &[cx.run.contact_id], now, true)?;
             }
             let detail = match (add, changed > 0) {
                 (true, true) => format!("tagged {tag}"),
@@ -477,7 +542,7 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
             };
             let patch: ContactPatch = serde_json::from_value(patch).map_err(|e| StoreError::invalid(&f.field, e.to_string()))?;
             tx.execute_batch("SAVEPOINT set_field")?;
-            match contacts::update_tx(tx, cx.store, cx.contact.id, patch) {
+            match contacts::update_tx(tx, cx.store, cx.run.contact_id, patch) {
                 Ok(_) => {
                     tx.execute_batch("RELEASE SAVEPOINT set_field")?;
                     cx.record(tx, p, name, "done", &format!("set {} to {}", f.field, f.value))?;
@@ -499,7 +564,7 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     new_id().into(),
-                    cx.contact.id.into(),
+                    cx.run.contact_id.into(),
                     i64::from(a.points).into(),
                     reason.clone().into(),
                     a.coupon.clone().into(),
@@ -515,7 +580,7 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
                 let message = cx.render(tx, &n.message)?;
                 tx.execute(
                     "INSERT INTO notifications (id, user_id, contact_id, message, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[new_id().into(), user.into(), cx.contact.id.into(), message.as_str().into(), cx.run.id.into(), now.into()],
+                    &[new_id().into(), user.into(), cx.run.contact_id.into(), message.as_str().into(), cx.run.id.into(), now.into()],
                 )?;
                 cx.record(tx, p, name, "done", &format!("notified: {message}"))?;
             }
@@ -530,7 +595,7 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
                 "run_id": cx.run.id,
                 "step": p.to_string(),
                 "cause": cause_summary(&cx.run.cause),
-                "contact": cx.contact,
+                "contact": cx.contact(tx)?,
                 "created_at": now,
             });
             tx.execute(
@@ -557,7 +622,7 @@ fn perform(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, action: &Action) -> Resu
                         tx,
                         cx.store,
                         &w,
-                        cx.contact.id,
+                        cx.run.contact_id,
                         Start {
                             occurrence: format!("from:{}:{p}", cx.run.id),
                             cause: json!({"trigger": "workflow", "workflow": cx.spec.name, "workflow_id": cx.run.workflow_id, "run_id": cx.run.id, "step": p.to_string()}),
@@ -598,7 +663,7 @@ fn create_task(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, t: &CreateTask) -> R
             id.into(),
             title.as_str().into(),
             reason.as_str().into(),
-            cx.contact.id.into(),
+            cx.run.contact_id.into(),
             assignee.into(),
             due.into(),
             cx.run.workflow_id.into(),
@@ -609,7 +674,7 @@ fn create_task(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, t: &CreateTask) -> R
     crate::events::record(
         tx,
         SystemEvent {
-            contact_id: cx.contact.id,
+            contact_id: cx.run.contact_id,
             kind: "task.created",
             occurred_at: cx.now,
             payload: json!({
@@ -632,9 +697,10 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     let channel = m.channel.as_str();
     // Text channels send to the primary phone in E.164, which is what providers expect.
     let address = match m.channel {
-        MessageChannel::Email => cx.contact.primary_email().map(|e| e.as_str().to_string()),
+        MessageChannel::Email => cx.contact(tx)?.primary_email().map(|e| e.as_str().to_string()),
         MessageChannel::Sms | MessageChannel::Chat => {
-            cx.contact.phones.iter().find(|ph| ph.primary).or(cx.contact.phones.first()).map(|ph| ph.e164.clone())
+            let phones = &cx.contact(tx)?.phones;
+            phones.iter().find(|ph| ph.primary).or(phones.first()).map(|ph| ph.e164.clone())
         }
     };
     if address.is_none() {
@@ -647,16 +713,17 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
         return Ok(Outcome::Next);
     }
     // "Do not contact" stops marketing on every channel, whatever the consent says.
-    if let Some(r) =
-        tx.query_opt("SELECT changed_at FROM contact_privacy WHERE contact_id = $1 AND do_not_contact", &[cx.contact.id.into()])?
-    {
+    if let Some(r) = tx.query_opt(
+        "SELECT changed_at FROM contact_privacy WHERE contact_id = $1 AND do_not_contact",
+        &[cx.run.contact_id.into()],
+    )? {
         let when = r.time(0)?.format("%Y-%m-%d");
         cx.record(tx, p, name, "blocked", &format!("they asked not to be contacted (do not contact, since {when})"))?;
         return Ok(Outcome::Next);
     }
     if let Some(r) = tx.query_opt(
         "SELECT changed_at FROM contact_subscriptions WHERE contact_id = $1 AND topic = '*' AND NOT subscribed",
-        &[cx.contact.id.into()],
+        &[cx.run.contact_id.into()],
     )? {
         let when = r.time(0)?.format("%Y-%m-%d");
         cx.record(tx, p, name, "blocked", &format!("they unsubscribed from all marketing on {when}"))?;
@@ -665,29 +732,24 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     // Text channels follow the consent ledger of their own channel (a STOP reply, a recorded
     // withdrawal); email follows its subscription state above.
     if m.channel.uses_phone()
-        && let Some(when) = super::texting::marketing_withdrawn(tx, cx.contact.id, channel)?
+        && let Some(when) = super::texting::marketing_withdrawn(tx, cx.run.contact_id, channel)?
     {
         let when = when.format("%Y-%m-%d");
         cx.record(tx, p, name, "blocked", &format!("they withdrew consent to marketing by {channel} on {when}"))?;
         return Ok(Outcome::Next);
     }
+    let tz = cx.tz(tx)?;
     if let Some((from, to)) = opts.quiet_hours
-        && let Some(until) = quiet_until(cx.tz, cx.now, from.time(), to.time())
+        && let Some(until) = quiet_until(tz, cx.now, from.time(), to.time())
     {
-        cx.record(
-            tx,
-            p,
-            name,
-            "deferred",
-            &format!("quiet hours in {}; sending at {}", cx.tz, until.format("%Y-%m-%d %H:%M UTC")),
-        )?;
+        cx.record(tx, p, name, "deferred", &format!("quiet hours in {}; sending at {}", tz, until.format("%Y-%m-%d %H:%M UTC")))?;
         return Ok(Outcome::Defer(until));
     }
     for cap in &opts.caps {
         if cap.channel.is_some_and(|c| c != m.channel) {
             continue;
         }
-        let mut params: Vec<Value> = vec![cx.contact.id.into(), (cx.now - cap.per).into()];
+        let mut params: Vec<Value> = vec![cx.run.contact_id.into(), (cx.now - cap.per).into()];
         let mut sql = "SELECT count(*) FROM message_outbox WHERE contact_id = $1 AND marketing AND status IN ('queued', 'sent') \
                        AND created_at > $2"
             .to_string();
@@ -714,7 +776,7 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
     }
     // After the guards, so that the holdout holds only people the message would have reached:
     // the group its statistics compare the messaged with.
-    if cx.spec.holds_out(cx.run.workflow_id, cx.contact.id) {
+    if cx.spec.holds_out(cx.run.workflow_id, cx.run.contact_id) {
         cx.record(
             tx,
             p,
@@ -746,7 +808,7 @@ fn send_message(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, m: &SendMessage) ->
             new_id().into(),
             cx.run.id.into(),
             cx.idempotency_key(p).into(),
-            cx.contact.id.into(),
+            cx.run.contact_id.into(),
             channel.into(),
             m.template.as_str().into(),
             subject.into(),
@@ -778,7 +840,7 @@ fn quiet_until(tz: Tz, now: Timestamp, from: chrono::NaiveTime, to: chrono::Naiv
 
 fn set_stage(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, stage: LifecycleStage) -> Result<()> {
     let current = tx
-        .query_opt("SELECT lifecycle_stage FROM profiles WHERE contact_id = $1", &[cx.contact.id.into()])?
+        .query_opt("SELECT lifecycle_stage FROM profiles WHERE contact_id = $1", &[cx.run.contact_id.into()])?
         .map(|r| r.string(0))
         .transpose()?
         .and_then(|s| LifecycleStage::parse(&s))
@@ -791,12 +853,12 @@ fn set_stage(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, stage: LifecycleStage)
         "INSERT INTO profiles (contact_id, lifecycle_stage, stage_reason, stage_since, updated_at) VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (contact_id) DO UPDATE SET lifecycle_stage = excluded.lifecycle_stage, stage_reason = excluded.stage_reason, \
          stage_since = excluded.stage_since, updated_at = excluded.updated_at",
-        &[cx.contact.id.into(), stage.as_str().into(), reason.as_str().into(), cx.now.into()],
+        &[cx.run.contact_id.into(), stage.as_str().into(), reason.as_str().into(), cx.now.into()],
     )?;
     crate::events::record(
         tx,
         SystemEvent {
-            contact_id: cx.contact.id,
+            contact_id: cx.run.contact_id,
             kind: "lifecycle.changed",
             occurred_at: cx.now,
             payload: json!({"from": current.as_str(), "to": stage.as_str(), "reason": reason, "workflow_id": cx.run.workflow_id, "run_id": cx.run.id}),
@@ -804,7 +866,7 @@ fn set_stage(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, stage: LifecycleStage)
         },
         cx.now,
     )?;
-    crate::segments::mark_segments_dirty(tx, &[cx.contact.id], cx.now)?;
+    crate::segments::mark_segments_dirty(tx, &[cx.run.contact_id], cx.now)?;
     cx.record(tx, p, "set_stage", "done", &format!("moved from {} to {}", current.as_str(), stage.as_str()))
 }
 
