@@ -1,7 +1,8 @@
 //! Runs: starting one (re-entry and conditions), and moving it through its steps with their
 //! effects, in the transaction that claimed it.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 
 use chrono::Timelike;
 use chrono_tz::Tz;
@@ -18,7 +19,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::{Live, PassReport, Specs};
-use crate::db::{Dialect, Tx, insert_many};
+use crate::db::{Dialect, Tx, insert_many, select_in};
 use crate::events::SystemEvent;
 use crate::value::Value;
 use crate::{Result, Store, StoreError, contacts};
@@ -169,6 +170,140 @@ pub(crate) fn end(tx: &mut dyn Tx, run_id: Uuid, status: &str, reason: &str, now
     Ok(())
 }
 
+/// Where a run stands after a pass took it as far as it goes.
+enum RunState<'a> {
+    /// Ended: `done`, `failed`…, with the reason.
+    Ended(&'a str, &'a str),
+    /// The step to run at that time (quiet hours put it off).
+    Ready(&'a StepPath, Timestamp),
+    /// Waiting at the step until that time, or until the event happens.
+    Waiting(&'a StepPath, Timestamp, Option<&'a str>),
+}
+
+/// The lines of run history and the run updates of a pass. Written as they come
+/// ([`RunLog::direct`]), or gathered and written together at the end of the pass
+/// ([`RunLog::gathered`]): a few statements instead of two or three per run, which is what a
+/// pass costs on PostgreSQL, where every statement is a round trip.
+pub(crate) struct RunLog {
+    /// The last history line of each run, when gathering.
+    last_seq: Option<HashMap<Uuid, i64>>,
+    lines: Vec<Value>,
+    states: Vec<Value>,
+}
+
+const STEP_COLUMNS: usize = 7;
+const STATE_COLUMNS: usize = 8;
+
+impl RunLog {
+    fn direct() -> Self {
+        Self { last_seq: None, lines: Vec::new(), states: Vec::new() }
+    }
+
+    /// Gathers for `runs`, whose history so far is read here.
+    fn gathered(tx: &mut dyn Tx, runs: &[Uuid]) -> Result<Self> {
+        let keys: Vec<Value> = runs.iter().map(|r| Value::Uuid(*r)).collect();
+        let mut last_seq: HashMap<Uuid, i64> = runs.iter().map(|r| (*r, 0)).collect();
+        for r in
+            select_in(tx, "SELECT run_id, max(seq) FROM workflow_run_steps WHERE run_id IN ({in}) GROUP BY run_id", &[], &keys)?
+        {
+            last_seq.insert(r.uuid(0)?, r.i64(1)?);
+        }
+        Ok(Self { last_seq: Some(last_seq), lines: Vec::new(), states: Vec::new() })
+    }
+
+    /// Appends a line to a run's history.
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &mut self,
+        tx: &mut dyn Tx,
+        run_id: Uuid,
+        step: &str,
+        action: &str,
+        outcome: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let Some(last_seq) = &mut self.last_seq else { return log_step(tx, run_id, step, action, outcome, detail, now) };
+        let seq = last_seq.get_mut(&run_id).ok_or_else(|| StoreError::Database(format!("run {run_id} is not in this pass")))?;
+        *seq += 1;
+        self.lines.extend([run_id.into(), (*seq).into(), step.into(), action.into(), outcome.into(), detail.into(), now.into()]);
+        Ok(())
+    }
+
+    /// Records where a run stands.
+    fn state(&mut self, tx: &mut dyn Tx, run_id: Uuid, state: RunState<'_>, now: Timestamp) -> Result<()> {
+        let (status, step, due, waiting_for, ended_at, reason) = match state {
+            RunState::Ended(status, reason) => (status, None, None, None, Some(now), Some(reason.to_string())),
+            RunState::Ready(p, at) => ("ready", Some(p.to_string()), Some(at), None, None, None),
+            RunState::Waiting(p, at, event) => ("waiting", Some(p.to_string()), Some(at), event.map(str::to_string), None, None),
+        };
+        let row: [Value; STATE_COLUMNS] = [
+            run_id.into(),
+            status.into(),
+            step.into(),
+            due.into(),
+            waiting_for.into(),
+            ended_at.into(),
+            reason.into(),
+            now.into(),
+        ];
+        if self.last_seq.is_some() {
+            self.states.extend(row);
+            return Ok(());
+        }
+        tx.execute(
+            "UPDATE workflow_runs SET status = $2, step = $3, due_at = $4, waiting_for = $5, ended_at = $6, end_reason = $7, \
+             updated_at = $8 WHERE id = $1",
+            &row,
+        )?;
+        Ok(())
+    }
+
+    /// Writes what was gathered.
+    fn write(self, tx: &mut dyn Tx) -> Result<()> {
+        if !self.lines.is_empty() {
+            insert_many(
+                tx,
+                "INSERT INTO workflow_run_steps (run_id, seq, step, action, outcome, detail, at)",
+                STEP_COLUMNS,
+                &self.lines,
+                "",
+            )?;
+        }
+        if self.states.is_empty() {
+            return Ok(());
+        }
+        // One UPDATE from a list of values; PostgreSQL needs the list's types spelled out.
+        let d = tx.dialect();
+        let types = ["uuid", "text", "text", "timestamptz", "text", "timestamptz", "text", "timestamptz"];
+        for chunk in self.states.chunks(STATE_COLUMNS * 500) {
+            let mut values = String::with_capacity(chunk.len() * 12);
+            for (i, _) in chunk.iter().enumerate() {
+                values.push_str(match (i % STATE_COLUMNS, i) {
+                    (0, 0) => "(",
+                    (0, _) => "), (",
+                    _ => ", ",
+                });
+                let n = i + 1;
+                match d {
+                    Dialect::Sqlite => values.push_str(&format!("?{n}")),
+                    Dialect::Postgres => values.push_str(&format!("${n}::{}", types[i % STATE_COLUMNS])),
+                }
+            }
+            values.push(')');
+            tx.execute(
+                &format!(
+                    "WITH v (id, status, step, due_at, waiting_for, ended_at, end_reason, updated_at) AS (VALUES {values}) \
+                     UPDATE workflow_runs SET status = v.status, step = v.step, due_at = v.due_at, waiting_for = v.waiting_for, \
+                     ended_at = v.ended_at, end_reason = v.end_reason, updated_at = v.updated_at FROM v WHERE workflow_runs.id = v.id"
+                ),
+                chunk,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Ends a wait early because the awaited event happened: the run goes on with the next step,
 /// which it answers.
 pub(crate) fn wake(
@@ -223,24 +358,34 @@ pub(super) fn advance_due(tx: &mut dyn Tx, store: &Store, batch: usize, careful:
     )?;
     let mut report = PassReport::default();
     let mut specs = Specs::default();
-    for r in rows {
-        let run = Run {
-            id: r.uuid(0)?,
-            workflow_id: r.uuid(1)?,
-            version: r.i64(2)?,
-            contact_id: r.uuid(3)?,
-            waiting: r.string(4)? == "waiting",
-            step: r.opt_string(5)?,
-            waiting_for: r.opt_string(6)?,
-            cause: r.json(7)?,
-        };
-        report.runs_advanced += 1;
-        if !careful {
-            report.runs_ended += u64::from(advance(tx, store, &mut specs, &run, now)?);
-            continue;
+    let runs = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Run {
+                id: r.uuid(0)?,
+                workflow_id: r.uuid(1)?,
+                version: r.i64(2)?,
+                contact_id: r.uuid(3)?,
+                waiting: r.string(4)? == "waiting",
+                step: r.opt_string(5)?,
+                waiting_for: r.opt_string(6)?,
+                cause: r.json(7)?,
+            })
+        })
+        .collect::<Result<Vec<Run>>>()?;
+    report.runs_advanced = runs.len() as u64;
+    if !careful {
+        let log = RefCell::new(RunLog::gathered(tx, &runs.iter().map(|r| r.id).collect::<Vec<_>>())?);
+        for run in &runs {
+            report.runs_ended += u64::from(advance(tx, store, &mut specs, &log, run, now)?);
         }
+        log.into_inner().write(tx)?;
+        return Ok(report);
+    }
+    let log = RefCell::new(RunLog::direct());
+    for run in &runs {
         tx.execute_batch("SAVEPOINT run")?;
-        match advance(tx, store, &mut specs, &run, now) {
+        match advance(tx, store, &mut specs, &log, run, now) {
             Ok(ended) => {
                 tx.execute_batch("RELEASE SAVEPOINT run")?;
                 report.runs_ended += u64::from(ended);
@@ -283,6 +428,7 @@ struct Ctx<'a> {
     spec: &'a WorkflowSpec,
     /// The contact and their time zone, loaded when a step first needs them (a wait does not).
     contact: OnceCell<(Contact, Tz)>,
+    log: &'a RefCell<RunLog>,
     now: Timestamp,
 }
 
@@ -340,7 +486,7 @@ impl Ctx<'_> {
 
     /// A line of the run's history, and the same on the contact's timeline with its cause.
     fn record(&self, tx: &mut dyn Tx, step: &StepPath, action: &str, outcome: &str, detail: &str) -> Result<()> {
-        log_step(tx, self.run.id, &step.to_string(), action, outcome, detail, self.now)?;
+        self.log.borrow_mut().line(tx, self.run.id, &step.to_string(), action, outcome, detail, self.now)?;
         crate::events::record(
             tx,
             SystemEvent {
@@ -391,16 +537,18 @@ pub(crate) fn cause_summary(cause: &Json) -> Json {
 }
 
 /// Moves one run as far as it goes now. Returns whether it ended.
-fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Timestamp) -> Result<bool> {
+fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, log: &RefCell<RunLog>, run: &Run, now: Timestamp) -> Result<bool> {
+    let end =
+        |tx: &mut dyn Tx, status: &str, reason: &str| log.borrow_mut().state(tx, run.id, RunState::Ended(status, reason), now);
     let Some(spec) = specs.get(tx, run.workflow_id, run.version)? else {
-        end(tx, run.id, "failed", &format!("version {} of the workflow is gone", run.version), now)?;
+        end(tx, "failed", &format!("version {} of the workflow is gone", run.version))?;
         return Ok(true);
     };
-    let cx = Ctx { store, run, spec: &spec, contact: OnceCell::new(), now };
+    let cx = Ctx { store, run, spec: &spec, contact: OnceCell::new(), log, now };
     let mut path = match run.step.as_deref().map(str::parse::<StepPath>) {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
-            end(tx, run.id, "failed", &e, now)?;
+            end(tx, "failed", &e)?;
             return Ok(true);
         }
         None => None,
@@ -412,26 +560,23 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
             Some(t) => format!("no {t} before the wait ran out"),
             None => "the wait is over".to_string(),
         };
-        log_step(tx, run.id, &p.to_string(), "wait", "ended", &detail, now)?;
+        log.borrow_mut().line(tx, run.id, &p.to_string(), "wait", "ended", &detail, now)?;
         path = spec.next(p);
     }
     for _ in 0..MAX_STEPS * 2 {
         let Some(p) = path.take() else {
-            end(tx, run.id, "done", "every step is done", now)?;
+            end(tx, "done", "every step is done")?;
             return Ok(true);
         };
         match spec.step(&p) {
             None => {
-                end(tx, run.id, "failed", &format!("version {} has no step {p}", run.version), now)?;
+                end(tx, "failed", &format!("version {} has no step {p}", run.version))?;
                 return Ok(true);
             }
             Some(Step::Action(a)) => match perform(tx, &cx, &p, a)? {
                 Outcome::Next => path = spec.next(&p),
                 Outcome::Defer(until) => {
-                    tx.execute(
-                        "UPDATE workflow_runs SET status = 'ready', step = $2, due_at = $3, updated_at = $4 WHERE id = $1",
-                        &[run.id.into(), p.to_string().into(), until.into(), now.into()],
-                    )?;
+                    log.borrow_mut().state(tx, run.id, RunState::Ready(&p, until), now)?;
                     return Ok(false);
                 }
             },
@@ -441,7 +586,15 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
                     Wait::Until { wait_until } => (wait_until.ends_at(cx.tz(tx)?, now), None),
                 };
                 let Some(until) = until.filter(|u| *u > now) else {
-                    log_step(tx, run.id, &p.to_string(), "wait", "skipped", "the time it waits for has already passed", now)?;
+                    log.borrow_mut().line(
+                        tx,
+                        run.id,
+                        &p.to_string(),
+                        "wait",
+                        "skipped",
+                        "the time it waits for has already passed",
+                        now,
+                    )?;
                     path = spec.next(&p);
                     continue;
                 };
@@ -449,25 +602,21 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
                     Some(t) => format!("until {t} or {}", until.format("%Y-%m-%d %H:%M UTC")),
                     None => format!("until {}", until.format("%Y-%m-%d %H:%M UTC")),
                 };
-                log_step(tx, run.id, &p.to_string(), "wait", "waiting", &detail, now)?;
-                tx.execute(
-                    "UPDATE workflow_runs SET status = 'waiting', step = $2, due_at = $3, waiting_for = $4, updated_at = $5 \
-                     WHERE id = $1",
-                    &[run.id.into(), p.to_string().into(), until.into(), event.into(), now.into()],
-                )?;
+                log.borrow_mut().line(tx, run.id, &p.to_string(), "wait", "waiting", &detail, now)?;
+                log.borrow_mut().state(tx, run.id, RunState::Waiting(&p, until, event.as_deref()), now)?;
                 return Ok(false);
             }
             Some(Step::Branch(b)) => {
                 let holds = match contact_matches(tx, store, run.contact_id, &b.condition) {
                     Ok(h) => h,
                     Err(StoreError::Invalid(e)) => {
-                        end(tx, run.id, "failed", &format!("the condition of {p} no longer compiles: {e}"), now)?;
+                        end(tx, "failed", &format!("the condition of {p} no longer compiles: {e}"))?;
                         return Ok(true);
                     }
                     Err(e) => return Err(e),
                 };
                 let arm = if holds { "then" } else { "else" };
-                log_step(
+                log.borrow_mut().line(
                     tx,
                     run.id,
                     &p.to_string(),
@@ -480,7 +629,7 @@ fn advance(tx: &mut dyn Tx, store: &Store, specs: &mut Specs, run: &Run, now: Ti
             }
         }
     }
-    end(tx, run.id, "failed", "the run took more steps than the workflow has", now)?;
+    end(tx, "failed", "the run took more steps than the workflow has")?;
     Ok(true)
 }
 
@@ -686,7 +835,7 @@ fn create_task(tx: &mut dyn Tx, cx: &Ctx<'_>, p: &StepPath, t: &CreateTask) -> R
         },
         cx.now,
     )?;
-    log_step(tx, cx.run.id, &p.to_string(), "create_task", "done", &format!("task \"{title}\"{note}"), cx.now)
+    cx.log.borrow_mut().line(tx, cx.run.id, &p.to_string(), "create_task", "done", &format!("task \"{title}\"{note}"), cx.now)
 }
 
 /// The guards every message passes (consent, quiet hours, frequency caps) before it goes to

@@ -250,7 +250,10 @@ pub async fn move_clock(
         segments.exited += more.exited;
         automation.add(done);
         if done.is_idle() && campaign_work == 0 && more.entered + more.exited == 0 {
+            // Segment marks too: another worker's step (a tag) may have committed since this
+            // round brought the segments up to date.
             pending = s.store.automation_pending().await?
+                || s.store.segment_changes_pending().await?
                 || s.store.campaigns_due().await?
                 || s.store.webhooks_due().await?
                 || ((s.email.is_some() || s.messaging.is_some()) && s.store.messages_due().await?);
