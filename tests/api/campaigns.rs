@@ -356,7 +356,9 @@ async fn a_workflows_message_steps_have_statistics_against_its_holdout(backend: 
         }
         assert_eq!(steps[1]["outcome"], "done", "the run goes on past a held-out message: {view}");
     }
-    assert!((5..=20).contains(&held.len()), "about 30% of 40 held out, not {}", held.len());
+    // Who is held out follows from random ids: 2..=24 of 40 at 30% misses once in about 30,000
+    // runs (5..=20 missed once in about 200).
+    assert!((2..=24).contains(&held.len()), "about 30% of 40 held out, not {}", held.len());
     let got = received(&sink);
     assert_eq!(got.len(), messaged.len(), "{got:?}");
     assert!(got.values().all(|n| *n == 1));
