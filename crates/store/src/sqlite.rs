@@ -328,9 +328,14 @@ impl Checkpoints {
             return;
         }
         if frames >= CHECKPOINT_FRAMES && !self.running.swap(true, Ordering::AcqRel) {
-            // The checkpointer is idle (running was false), so its one-slot channel is empty.
+            // The checkpointer is idle (running was false), so its one-slot channel is empty;
+            // a send can only fail if its thread is gone, and then the writer checkpoints
+            // itself, as SQLite's automatic checkpoint would, so that the WAL stays bounded.
             if self.wake.try_send(()).is_err() {
                 self.running.store(false, Ordering::Release);
+                if let Err(e) = passive_checkpoint(conn) {
+                    tracing::warn!(error = %e, "the writer could not checkpoint the WAL");
+                }
             }
         }
     }
