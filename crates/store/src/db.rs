@@ -85,7 +85,7 @@ pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], t
     for rows in statement_sizes(values.len() / cols, (MAX_PARAMS / cols).min(MAX_ROWS)) {
         let chunk = &values[at..at + rows * cols];
         at += rows * cols;
-        let sql = values_sql(tx.dialect(), head, cols, rows, tail);
+        let sql = values_sql(tx.dialect(), head, cols, rows, tail, &[]);
         if returning {
             out.extend(tx.query(&sql, chunk)?);
         } else {
@@ -93,6 +93,27 @@ pub fn insert_many(tx: &mut dyn Tx, head: &str, cols: usize, values: &[Value], t
         }
     }
     Ok(out)
+}
+
+/// Updates rows of `table` from a flat list of values, a few hundred rows per statement
+/// (`WITH v (…) AS (VALUES …) UPDATE … FROM v`). `columns` names the key first, then the columns
+/// to set, each with its PostgreSQL type: parameters in a list of values have none otherwise.
+pub fn update_many(tx: &mut dyn Tx, table: &str, columns: &[(&str, &str)], values: &[Value]) -> Result<(), StoreError> {
+    let cols = columns.len();
+    debug_assert!(cols > 1 && values.len().is_multiple_of(cols));
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    let types: Vec<&str> = columns.iter().map(|(_, t)| *t).collect();
+    let key = names[0];
+    let sets: Vec<String> = names[1..].iter().map(|c| format!("{c} = v.{c}")).collect();
+    let head = format!("WITH v ({}) AS (", names.join(", "));
+    let tail = format!(") UPDATE {table} SET {} FROM v WHERE {table}.{key} = v.{key}", sets.join(", "));
+    let mut at = 0;
+    for rows in statement_sizes(values.len() / cols, (MAX_PARAMS / cols).min(MAX_ROWS)) {
+        let chunk = &values[at..at + rows * cols];
+        at += rows * cols;
+        tx.execute(&values_sql(tx.dialect(), &head, cols, rows, &tail, &types), chunk)?;
+    }
+    Ok(())
 }
 
 fn placeholder(d: Dialect, sql: &mut String, n: usize) {
@@ -103,7 +124,9 @@ fn placeholder(d: Dialect, sql: &mut String, n: usize) {
     };
 }
 
-fn values_sql(d: Dialect, head: &str, cols: usize, rows: usize, tail: &str) -> String {
+/// `head VALUES (…), (…) tail`; on PostgreSQL each parameter is cast to its column's entry of
+/// `types`, when given.
+fn values_sql(d: Dialect, head: &str, cols: usize, rows: usize, tail: &str, types: &[&str]) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 7 + 16);
     sql.push_str(head);
     sql.push_str(" VALUES ");
@@ -115,6 +138,10 @@ fn values_sql(d: Dialect, head: &str, cols: usize, rows: usize, tail: &str) -> S
                 sql.push_str(", ");
             }
             placeholder(d, &mut sql, n);
+            if let (Dialect::Postgres, Some(t)) = (d, types.get(c)) {
+                sql.push_str("::");
+                sql.push_str(t);
+            }
             n += 1;
         }
         sql.push(')');

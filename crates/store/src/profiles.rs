@@ -143,7 +143,8 @@ fn upsert_profiles_sql(indexed: bool) -> String {
     format!("ON CONFLICT (contact_id) DO UPDATE SET {}", sets.join(", "))
 }
 
-/// Whether the figures in the profile indexes are the same in `before` and the new state.
+/// Whether the figures in the profile indexes (the columns of [`INDEXED_COLUMNS`]) are the
+/// same in `before` and the new state.
 fn indexed_unchanged(before: &Stored, s: &ProfileState, tier: Option<&str>, stage: LifecycleStage) -> bool {
     let b = &before.state;
     before.stage == Some(stage)

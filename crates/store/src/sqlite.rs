@@ -273,8 +273,9 @@ fn record_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusql
 /// (a short copy and sync), after which its next transaction restarts the WAL.
 struct Checkpoints {
     wake: mpsc::SyncSender<()>,
-    /// A round (background passes, then the writer's tail) is under way.
-    running: Arc<AtomicBool>,
+    /// A round (background passes, then the writer's tail) is under way. Only the writer
+    /// reads and sets it.
+    running: Cell<bool>,
     /// The background passes are done; the writer copies what is left (or asks for more).
     passes_done: Arc<AtomicBool>,
     /// Frames of the WAL in the database file after the checkpointer's last pass.
@@ -301,7 +302,7 @@ impl Checkpoints {
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite checkpointer: {e}")))?;
-        Ok(Self { wake, running: Arc::new(AtomicBool::new(false)), passes_done, copied })
+        Ok(Self { wake, running: Cell::new(false), passes_done, copied })
     }
 
     /// Called by the writer after each transaction.
@@ -324,15 +325,15 @@ impl Checkpoints {
                 ),
                 Err(e) => tracing::warn!(error = %e, "the writer could not finish a checkpoint; the next round will"),
             }
-            self.running.store(false, Ordering::Release);
+            self.running.set(false);
             return;
         }
-        if frames >= CHECKPOINT_FRAMES && !self.running.swap(true, Ordering::AcqRel) {
+        if frames >= CHECKPOINT_FRAMES && !self.running.replace(true) {
             // The checkpointer is idle (running was false), so its one-slot channel is empty;
             // a send can only fail if its thread is gone, and then the writer checkpoints
             // itself, as SQLite's automatic checkpoint would, so that the WAL stays bounded.
             if self.wake.try_send(()).is_err() {
-                self.running.store(false, Ordering::Release);
+                self.running.set(false);
                 if let Err(e) = passive_checkpoint(conn) {
                     tracing::warn!(error = %e, "the writer could not checkpoint the WAL");
                 }

@@ -136,7 +136,7 @@ struct Flight {
     step: Option<String>,
     started_at: Timestamp,
     /// The event that started it, if one did.
-    cause_event: Option<String>,
+    cause_event: Option<Uuid>,
     /// Started in this pass and not written yet.
     unwritten: bool,
 }
@@ -192,7 +192,7 @@ impl Flights {
                 waiting_for: r.opt_string(5)?,
                 step: r.opt_string(6)?,
                 started_at: r.time(7)?,
-                cause_event: r.opt_string(8)?,
+                cause_event: r.opt_string(8)?.and_then(|id| id.parse().ok()),
                 unwritten: false,
             });
         }
@@ -229,7 +229,7 @@ impl Flights {
             waiting_for: None,
             step: None,
             started_at: s.at,
-            cause_event: s.cause.get("event_id").and_then(Json::as_str).map(str::to_string),
+            cause_event: s.cause.get("event_id").and_then(Json::as_str).and_then(|id| id.parse().ok()),
             unwritten: true,
         };
         self.rows.extend(runs::run_row(id, w, contact, s));
@@ -278,9 +278,8 @@ fn react_in_runs(
     now: Timestamp,
     report: &mut PassReport,
 ) -> Result<()> {
-    let this_event = ev.id.to_string();
     for f in flights.of(ev.contact_id).to_vec() {
-        if f.cause_event.as_deref() == Some(this_event.as_str()) || ev.occurred_at < f.started_at {
+        if f.cause_event == Some(ev.id) || ev.occurred_at < f.started_at {
             continue;
         }
         let Some(spec) = specs.get(tx, f.workflow_id, f.version)? else { continue };

@@ -19,7 +19,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::{Live, PassReport, Specs};
-use crate::db::{Dialect, Tx, insert_many, select_in};
+use crate::db::{Dialect, Tx, insert_many, select_in, update_many};
 use crate::events::SystemEvent;
 use crate::value::Value;
 use crate::{Result, Store, StoreError, contacts};
@@ -162,12 +162,7 @@ pub(crate) fn log_step(
 
 /// Ends a run.
 pub(crate) fn end(tx: &mut dyn Tx, run_id: Uuid, status: &str, reason: &str, now: Timestamp) -> Result<()> {
-    tx.execute(
-        "UPDATE workflow_runs SET status = $2, step = NULL, due_at = NULL, waiting_for = NULL, ended_at = $3, \
-         updated_at = $3, end_reason = $4 WHERE id = $1",
-        &[run_id.into(), status.into(), now.into(), reason.into()],
-    )?;
-    Ok(())
+    RunLog::direct().state(tx, run_id, RunState::Ended(status, reason), now)
 }
 
 /// Where a run stands after a pass took it as far as it goes.
@@ -270,37 +265,21 @@ impl RunLog {
                 "",
             )?;
         }
-        if self.states.is_empty() {
-            return Ok(());
-        }
-        // One UPDATE from a list of values; PostgreSQL needs the list's types spelled out.
-        let d = tx.dialect();
-        let types = ["uuid", "text", "text", "timestamptz", "text", "timestamptz", "text", "timestamptz"];
-        for chunk in self.states.chunks(STATE_COLUMNS * 500) {
-            let mut values = String::with_capacity(chunk.len() * 12);
-            for (i, _) in chunk.iter().enumerate() {
-                values.push_str(match (i % STATE_COLUMNS, i) {
-                    (0, 0) => "(",
-                    (0, _) => "), (",
-                    _ => ", ",
-                });
-                let n = i + 1;
-                match d {
-                    Dialect::Sqlite => values.push_str(&format!("?{n}")),
-                    Dialect::Postgres => values.push_str(&format!("${n}::{}", types[i % STATE_COLUMNS])),
-                }
-            }
-            values.push(')');
-            tx.execute(
-                &format!(
-                    "WITH v (id, status, step, due_at, waiting_for, ended_at, end_reason, updated_at) AS (VALUES {values}) \
-                     UPDATE workflow_runs SET status = v.status, step = v.step, due_at = v.due_at, waiting_for = v.waiting_for, \
-                     ended_at = v.ended_at, end_reason = v.end_reason, updated_at = v.updated_at FROM v WHERE workflow_runs.id = v.id"
-                ),
-                chunk,
-            )?;
-        }
-        Ok(())
+        update_many(
+            tx,
+            "workflow_runs",
+            &[
+                ("id", "uuid"),
+                ("status", "text"),
+                ("step", "text"),
+                ("due_at", "timestamptz"),
+                ("waiting_for", "text"),
+                ("ended_at", "timestamptz"),
+                ("end_reason", "text"),
+                ("updated_at", "timestamptz"),
+            ],
+            &self.states,
+        )
     }
 }
 
