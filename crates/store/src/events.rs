@@ -691,6 +691,10 @@ pub(crate) fn ingest_tx(
         )?;
     }
     segments::mark_segments_dirty(tx, &touched, now)?;
+    let mut contacts = touched;
+    contacts.sort_unstable();
+    contacts.dedup();
+    crate::automation::react_in_ingest(tx, store, &contacts)?;
     Ok(IngestReport { results, sold })
 }
 

@@ -1,6 +1,6 @@
-//! How an automation pass copes when a step fails part-way, and how it treats several events
-//! of one person handled in the same pass. These need a failure inside the database, so they
-//! put a trigger into the SQLite file beside the store.
+//! How automation copes when a step fails part-way or a workflow cannot react to ingested
+//! events, and how it treats several events of one person handled together. The failures
+//! happen inside the database: a trigger put into the SQLite file beside the store.
 
 use std::sync::Arc;
 
@@ -54,6 +54,10 @@ impl Db {
         assert!(report.results.iter().all(|r| r.status == ItemStatus::Accepted), "{report:?}");
     }
 
+    async fn runs(&self, id: Uuid) -> Vec<rapport_store::automation::RunView> {
+        self.store.contact_automation(id).await.unwrap().runs
+    }
+
     async fn tags(&self, id: Uuid) -> Vec<String> {
         self.store.get_contact(id).await.unwrap().tags
     }
@@ -79,8 +83,10 @@ async fn a_failing_step_is_retried_later_and_the_others_in_its_pass_go_on() {
     );
     let at = start() - Duration::hours(1);
     db.ingest(ids.iter().enumerate().map(|(n, id)| viewed(n, *id, at)).collect()).await;
-    let report = db.store.automation_until_idle(10).await.unwrap();
-    assert_eq!(report.runs_started, 3, "{report:?}");
+    db.store.automation_until_idle(10).await.unwrap();
+    for id in &ids {
+        assert_eq!(db.runs(*id).await.len(), 1);
+    }
 
     assert_eq!(db.tags(ids[0]).await, ["Viewed"]);
     assert_eq!(db.tags(ids[2]).await, ["Viewed"]);
@@ -123,11 +129,11 @@ async fn events_of_one_person_in_one_pass_start_end_and_wake_runs_in_order() {
     };
     // Two views of one person in one pass start one run (one in flight at a time).
     db.ingest(vec![viewed(1, ids[0], t(-60)), viewed(2, ids[0], t(-59)), viewed(3, ids[1], t(-60))]).await;
-    let report = db.store.automation_until_idle(10).await.unwrap();
-    assert_eq!(report.runs_started, 2, "{report:?}");
-    let dee = db.store.contact_automation(ids[0]).await.unwrap();
-    assert_eq!(dee.runs.len(), 1);
-    assert_eq!(dee.runs[0].status, "waiting");
+    db.store.automation_until_idle(10).await.unwrap();
+    assert_eq!(db.runs(ids[1]).await.len(), 1);
+    let dee = db.runs(ids[0]).await;
+    assert_eq!(dee.len(), 1);
+    assert_eq!(dee[0].status, "waiting");
 
     // In one pass: Dee orders (ending the wait, so the tag follows) and views again (a new run
     // may not start while the first is in flight); Eve's order comes in the same pass.
@@ -148,10 +154,54 @@ async fn events_of_one_person_in_one_pass_start_end_and_wake_runs_in_order() {
         "occurred_at": (t(20) + Duration::seconds(1)).to_rfc3339(),
         "payload": {"direction": "inbound", "text": "Not now, thanks"}});
     db.ingest(vec![viewed(5, ids[0], t(19)), chat]).await;
-    let report = db.store.automation_until_idle(10).await.unwrap();
-    assert_eq!((report.runs_started, report.runs_ended), (1, 1), "{report:?}");
-    let runs = db.store.contact_automation(ids[0]).await.unwrap().runs;
+    db.store.automation_until_idle(10).await.unwrap();
+    let runs = db.runs(ids[0]).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
     let latest = runs.iter().max_by_key(|r| r.started_at).unwrap();
     assert_eq!(latest.status, "exited", "{latest:?}");
     assert!(latest.end_reason.as_deref().unwrap_or_default().contains("chat.message"), "{latest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_starts_runs_itself_and_events_the_workflows_cannot_react_to_wait_without_holding_up_others() {
+    let db = Db::open();
+    let ids = db.contacts(&["Fay", "Boom", "Gus"]).await;
+    db.workflow(json!({"name": "Tag viewers", "trigger": {"kind": "event", "type": "product.viewed"},
+        "steps": [{"action": "add_tag", "tag": "Viewed"}]}))
+        .await;
+    let at = start() - Duration::hours(1);
+    // On SQLite the run exists as soon as ingest answers, before any pass.
+    db.ingest(vec![viewed(1, ids[0], at)]).await;
+    let fay = db.runs(ids[0]).await;
+    assert_eq!(fay.len(), 1);
+    assert_eq!(fay[0].status, "ready");
+    assert_eq!(fay[0].cause["event_type"], "product.viewed");
+
+    // Starting Boom's run fails inside the database. The batch's events are stored all the
+    // same and left to the worker, whose pass starts Gus's run and keeps Boom's events, in
+    // order, until the cause is gone.
+    db.sql(
+        "CREATE TRIGGER fail_boom BEFORE INSERT ON workflow_runs \
+         WHEN (SELECT first_name FROM contacts WHERE id = NEW.contact_id) = 'Boom' \
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    );
+    db.ingest(vec![viewed(2, ids[1], at), viewed(3, ids[1], at + Duration::minutes(1)), viewed(4, ids[2], at)]).await;
+    assert!(db.runs(ids[1]).await.is_empty());
+    assert!(db.runs(ids[2]).await.is_empty(), "the batch's reaction was rolled back whole");
+    let views = rapport_store::TimelineFilter { types: vec!["product.viewed".into()], ..Default::default() };
+    let timeline = db.store.timeline(ids[1], views, None, None).await.unwrap();
+    assert_eq!(timeline.data.len(), 2, "the events were stored");
+
+    let report = db.store.automation_until_idle(3).await.unwrap();
+    assert_eq!(report.runs_started, 1, "{report:?}");
+    assert_eq!(db.tags(ids[2]).await, ["Viewed"]);
+    assert_eq!(db.tags(ids[0]).await, ["Viewed"]);
+    assert!(db.runs(ids[1]).await.is_empty());
+    assert!(db.store.automation_pending().await.unwrap(), "Boom's events wait");
+
+    db.sql("DROP TRIGGER fail_boom;");
+    let report = db.store.automation_until_idle(10).await.unwrap();
+    assert_eq!(report.runs_started, 1, "one run for Boom's two views: {report:?}");
+    assert_eq!(db.tags(ids[1]).await, ["Viewed"]);
+    assert!(!db.store.automation_pending().await.unwrap());
 }

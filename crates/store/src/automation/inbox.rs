@@ -14,7 +14,7 @@ use super::runs::{self, Start};
 use super::{Live, PassReport, Specs, live_workflows, schedule};
 use crate::db::{Dialect, Tx, insert_many, select_in};
 use crate::events::EVENT_COLUMNS;
-use crate::value::Value;
+use crate::value::{Row, Value};
 use crate::{Result, Store, segments};
 
 /// Copies the events in `rows` (laid out as `INSERT_EVENTS` columns, `EVENT_COLUMNS` per
@@ -73,16 +73,60 @@ pub(crate) struct InboxEvent {
     pub payload: Json,
 }
 
-/// Looks at up to `batch` inbox events, oldest first, and removes them.
-pub(super) fn drain(tx: &mut dyn Tx, store: &Store, batch: usize) -> Result<PassReport> {
+const INBOX_COLUMNS: &str = "id, contact_id, type, occurred_at, currency, amount_minor, payload";
+
+/// Looks at up to `batch` inbox events, oldest first, and removes them. `careful` takes one
+/// contact at a time under a savepoint: the events of a contact the workflows cannot react to
+/// (a database error) stay in the inbox, in order, for the next pass, and the others go on.
+/// The caller tries without first: savepoints are not free.
+pub(super) fn drain(tx: &mut dyn Tx, store: &Store, batch: usize, careful: bool) -> Result<PassReport> {
     let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-    let rows = tx.query(
-        &format!(
-            "SELECT id, contact_id, type, occurred_at, currency, amount_minor, payload FROM automation_inbox \
-             ORDER BY queued_at, id LIMIT {batch}{lock}"
-        ),
+    let rows =
+        tx.query(&format!("SELECT {INBOX_COLUMNS} FROM automation_inbox ORDER BY queued_at, id LIMIT {batch}{lock}"), &[])?;
+    if !careful {
+        return react(tx, store, rows);
+    }
+    let mut by_contact: Vec<(Uuid, Vec<Row>)> = Vec::new();
+    let mut at: HashMap<Uuid, usize> = HashMap::new();
+    for r in rows {
+        let contact = r.uuid(1)?;
+        let slot = *at.entry(contact).or_insert_with(|| {
+            by_contact.push((contact, Vec::new()));
+            by_contact.len() - 1
+        });
+        by_contact[slot].1.push(r);
+    }
+    let mut report = PassReport::default();
+    for (contact, rows) in by_contact {
+        tx.execute_batch("SAVEPOINT contact")?;
+        match react(tx, store, rows) {
+            Ok(r) => {
+                tx.execute_batch("RELEASE SAVEPOINT contact")?;
+                report.add(r);
+            }
+            Err(e) => {
+                tracing::warn!(contact = %contact, error = %e, "workflows could not react to a contact's events; they wait for the next pass");
+                tx.execute_batch("ROLLBACK TO SAVEPOINT contact; RELEASE SAVEPOINT contact")?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The inbox events of `contacts`, oldest first (those of each contact in order: what the
+/// workflows make of an event depends on the ones before).
+pub(crate) fn inbox_of(tx: &mut dyn Tx, contacts: &[Uuid]) -> Result<Vec<Row>> {
+    let keys: Vec<Value> = contacts.iter().map(|c| Value::Uuid(*c)).collect();
+    select_in(
+        tx,
+        &format!("SELECT {INBOX_COLUMNS} FROM automation_inbox WHERE contact_id IN ({{in}}) ORDER BY queued_at, id"),
         &[],
-    )?;
+        &keys,
+    )
+}
+
+/// Lets the workflows react to inbox events read with [`INBOX_COLUMNS`], and removes them.
+pub(crate) fn react(tx: &mut dyn Tx, store: &Store, rows: Vec<Row>) -> Result<PassReport> {
     if rows.is_empty() {
         return Ok(PassReport::default());
     }

@@ -3,7 +3,8 @@
 //! - **Listening.** Each enabled workflow lists the event types it reacts to in
 //!   `workflow_listens`. Whatever writes events (ingest, Rapport's own system events) copies those
 //!   of a listened type into `automation_inbox` in the same transaction, so nothing that happened
-//!   can be missed by a crash.
+//!   can be missed by a crash. On SQLite, ingest then lets the workflows react to its events in
+//!   that same transaction ([`react_in_ingest`]); elsewhere the engine's passes drain the inbox.
 //! - **Schedules.** Date and inactivity triggers keep one `workflow_schedules` row per contact
 //!   (and related person) with the next instant they fire; contact edits mark the contact in
 //!   `automation_dirty` and the engine works the row out again.
@@ -218,6 +219,32 @@ pub(crate) fn mark_contacts_changed(tx: &mut dyn Tx, ids: &[Uuid], now: Timestam
 
 pub(crate) use inbox::enqueue_event_rows;
 
+/// On SQLite, ingest lets the workflows react to its events itself, in the transaction that
+/// stores them: the runs they start exist when the call returns, instead of after the worker's
+/// next pass, which would queue on the one writer behind the next batches. Each contact's inbox
+/// events are taken in order, older ones (a segment entered) included. A failure leaves the
+/// events in the inbox for the worker (a savepoint), so a workflow gone wrong never costs a
+/// batch of events. Not on PostgreSQL, where transactions write side by side: two of them could
+/// react to one contact's events out of order; there the worker's drain takes the inbox in
+/// order, under row locks.
+pub(crate) fn react_in_ingest(tx: &mut dyn Tx, store: &Store, contacts: &[Uuid]) -> Result<()> {
+    if tx.dialect() != crate::db::Dialect::Sqlite || contacts.is_empty() {
+        return Ok(());
+    }
+    let rows = inbox::inbox_of(tx, contacts)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    tx.execute_batch("SAVEPOINT react")?;
+    match inbox::react(tx, store, rows) {
+        Ok(_) => tx.execute_batch("RELEASE SAVEPOINT react"),
+        Err(e) => {
+            tracing::warn!(error = %e, "workflows could not react to ingested events; the automation worker will try again");
+            tx.execute_batch("ROLLBACK TO SAVEPOINT react; RELEASE SAVEPOINT react")
+        }
+    }
+}
+
 impl Store {
     /// One round of automation: schedules of edited contacts, date and inactivity triggers
     /// that came due, new events, and runs whose next step is due — each in batches of
@@ -238,13 +265,15 @@ impl Store {
             })
             .await?,
         );
-        report.add(
-            self.write_alone({
-                let store = self.clone();
-                move |tx| inbox::drain(tx, &store, PASS_BATCH)
-            })
-            .await?,
-        );
+        let drain = |careful| {
+            let store = self.clone();
+            self.write_alone(move |tx| inbox::drain(tx, &store, PASS_BATCH, careful))
+        };
+        report.add(match drain(false).await {
+            Ok(r) => r,
+            // The workflows could not react to some contact's events; again, contact by contact.
+            Err(_) => drain(true).await?,
+        });
         let advance = |careful| {
             let store = self.clone();
             self.write_alone(move |tx| runs::advance_due(tx, &store, PASS_BATCH, careful))
