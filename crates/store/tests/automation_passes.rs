@@ -36,6 +36,15 @@ impl Db {
         rusqlite::Connection::open(self.dir.path().join("a.db")).unwrap().execute_batch(sql).unwrap();
     }
 
+    /// Makes inserts into `table` for the contact named Boom fail, until `DROP TRIGGER fail_boom`.
+    fn fail_for_boom(&self, table: &str) {
+        self.sql(&format!(
+            "CREATE TRIGGER fail_boom BEFORE INSERT ON {table} \
+             WHEN (SELECT first_name FROM contacts WHERE id = NEW.contact_id) = 'Boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;"
+        ));
+    }
+
     async fn contacts(&self, names: &[&str]) -> Vec<Uuid> {
         let drafts = names.iter().map(|n| ContactDraft { first_name: Some(n.to_string()), ..ContactDraft::default() }).collect();
         self.store.create_contacts(drafts).await.unwrap()
@@ -76,11 +85,7 @@ async fn a_failing_step_is_retried_later_and_the_others_in_its_pass_go_on() {
         "steps": [{"action": "add_tag", "tag": "Viewed"}]}))
         .await;
     // Tagging Boom fails inside the database, as a full disk or a broken row would.
-    db.sql(
-        "CREATE TRIGGER fail_boom BEFORE INSERT ON contact_tags \
-         WHEN (SELECT first_name FROM contacts WHERE id = NEW.contact_id) = 'Boom' \
-         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-    );
+    db.fail_for_boom("contact_tags");
     let at = start() - Duration::hours(1);
     db.ingest(ids.iter().enumerate().map(|(n, id)| viewed(n, *id, at)).collect()).await;
     db.store.automation_until_idle(10).await.unwrap();
@@ -180,11 +185,7 @@ async fn ingest_starts_runs_itself_and_events_the_workflows_cannot_react_to_wait
     // Starting Boom's run fails inside the database. The batch's events are stored all the
     // same and left to the worker, whose pass starts Gus's run and keeps Boom's events, in
     // order, until the cause is gone.
-    db.sql(
-        "CREATE TRIGGER fail_boom BEFORE INSERT ON workflow_runs \
-         WHEN (SELECT first_name FROM contacts WHERE id = NEW.contact_id) = 'Boom' \
-         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-    );
+    db.fail_for_boom("workflow_runs");
     db.ingest(vec![viewed(2, ids[1], at), viewed(3, ids[1], at + Duration::minutes(1)), viewed(4, ids[2], at)]).await;
     assert!(db.runs(ids[1]).await.is_empty());
     assert!(db.runs(ids[2]).await.is_empty(), "the batch's reaction was rolled back whole");

@@ -265,25 +265,23 @@ impl Store {
             })
             .await?,
         );
-        let drain = |careful| {
-            let store = self.clone();
-            self.write_alone(move |tx| inbox::drain(tx, &store, PASS_BATCH, careful))
-        };
-        report.add(match drain(false).await {
-            Ok(r) => r,
-            // The workflows could not react to some contact's events; again, contact by contact.
-            Err(_) => drain(true).await?,
-        });
-        let advance = |careful| {
-            let store = self.clone();
-            self.write_alone(move |tx| runs::advance_due(tx, &store, PASS_BATCH, careful))
-        };
-        report.add(match advance(false).await {
-            Ok(r) => r,
-            // A step failed and took the pass with it; again, each run on its own.
-            Err(_) => advance(true).await?,
-        });
+        // Without savepoints first; if something fails, again with them: the events of a
+        // contact the workflows cannot react to stay queued, a step that fails is retried later.
+        report.add(self.fast_then_careful(inbox::drain).await?);
+        report.add(self.fast_then_careful(runs::advance_due).await?);
         Ok(report)
+    }
+
+    /// One part of a pass, run without savepoints and, if it fails, again `careful`ly.
+    async fn fast_then_careful(&self, part: fn(&mut dyn Tx, &Store, usize, bool) -> Result<PassReport>) -> Result<PassReport> {
+        let run = |careful| {
+            let store = self.clone();
+            self.write_alone(move |tx| part(tx, &store, PASS_BATCH, careful))
+        };
+        match run(false).await {
+            Ok(r) => Ok(r),
+            Err(_) => run(true).await,
+        }
     }
 
     /// Runs passes until one finds nothing to do (at most `max_passes`): what is due by now
