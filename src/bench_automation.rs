@@ -63,7 +63,8 @@ out each contact's next birthday, in contacts/s;\n\
 Store::automation_until_idle fires that day's birthdays, each run creating a task; target under 5 s per day;\n\
   3. event-trigger latency: with the system clock, product.viewed events about distinct contacts are ingested in \
 batches of --batch at --rate events/s for --seconds from one task, while a worker task runs automation_until_idle \
-whenever an ingest wakes it (as the server's worker does); a run counts as started once it is committed: the later \
+whenever an ingest wakes it (as the server's worker does; on PostgreSQL also an event reactor task, as the server \
+runs, draining the inbox beside it); a run counts as started once it is committed: the later \
 of its started_at and the return of the ingest call that carried its event (on SQLite ingest starts the runs in its own \
 transaction), compared with the event's received_at; target p99 under 100 ms.\n\n\
 --database sqlite (the file rapport-bench-automation-N.db in the temporary directory), postgres (the schema \
@@ -547,7 +548,8 @@ async fn latency(args: &AutomationArgs, store: &Store, target: &Target, workflow
         .await?;
     let run = chrono::Utc::now().timestamp_millis();
     let retries = AtomicU64::new(0);
-    let retry = matches!(target, Target::Postgres { .. });
+    let postgres = matches!(target, Target::Postgres { .. });
+    let retry = postgres;
     let mut rng = fastrand::Rng::with_seed(11);
     let mut out = Latency::default();
 
@@ -601,6 +603,24 @@ async fn latency(args: &AutomationArgs, store: &Store, target: &Target, workflow
         })
     };
 
+    // On PostgreSQL the server also runs an event reactor beside the worker (`ops::event_reactor`).
+    let react_wake = Arc::new(Notify::new());
+    let reactor = postgres.then(|| {
+        let (store, wake, stop) = (store.clone(), react_wake.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut errors = 0u64;
+            loop {
+                wake.notified().await;
+                if stop.load(Ordering::Relaxed) {
+                    return errors;
+                }
+                if store.automation_react(WORKER_PASSES).await.is_err() {
+                    errors += 1;
+                }
+            }
+        })
+    });
+
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("Ingesting {bar:40.cyan/blue} {pos}/{len} events ({per_sec})")
@@ -620,6 +640,7 @@ async fn latency(args: &AutomationArgs, store: &Store, target: &Target, workflow
         let call = Instant::now();
         let report = crate::bench_ingest::ingest(store, events, retry, &retries).await?;
         wake.notify_one();
+        react_wake.notify_one();
         out.calls.0.push(call.elapsed().as_secs_f64() * 1000.0);
         returned.push(chrono::Utc::now());
         if Instant::now() > due + period {
@@ -657,6 +678,10 @@ async fn latency(args: &AutomationArgs, store: &Store, target: &Target, workflow
     out.worker_busy = w.worker_busy;
     out.worker_errors = w.worker_errors;
     out.first_worker_error = w.first_worker_error;
+    if let Some(r) = reactor {
+        react_wake.notify_one();
+        out.worker_errors += r.await.context("the event reactor panicked")?;
+    }
 
     let (received, runs) = store
         .read(move |tx| {
@@ -824,7 +849,7 @@ impl Results {
         println!("| of which: the ingest call (received_at is stamped as it begins) | {} per call |", l.calls.summary(false));
         if !l.after_return.0.is_empty() {
             println!(
-                "| of which: ingest call returned → run started by the worker | {} ({} runs) |",
+                "| of which: ingest call returned → run started by the engine | {} ({} runs) |",
                 l.after_return.summary(false),
                 thousands(l.after_return.0.len() as u64)
             );

@@ -91,6 +91,8 @@ pub struct AppState {
     pub login_limiter: Arc<ui::auth::LoginLimiter>,
     /// Wakes this instance's automation worker (new events, a manual start).
     pub automation_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this instance's event reactor (PostgreSQL; new events).
+    pub events_wake: Arc<tokio::sync::Notify>,
     /// Wakes this instance's campaign worker (a campaign was sent or resumed).
     pub campaign_wake: Arc<tokio::sync::Notify>,
     /// Delivers `webhook` steps; `None` leaves deliveries pending (tests that check the queue).
@@ -111,6 +113,7 @@ impl AppState {
             manual_clock: None,
             login_limiter: Arc::new(ui::auth::LoginLimiter::default()),
             automation_wake: Arc::new(tokio::sync::Notify::new()),
+            events_wake: Arc::new(tokio::sync::Notify::new()),
             campaign_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: None,
             email: None,
@@ -207,6 +210,9 @@ pub async fn serve(
     let lifecycle = tokio::spawn(ops::lifecycle_sweeper(state.clone()));
     let segments = tokio::spawn(ops::segment_maintainer(state.clone()));
     let automation = tokio::spawn(ops::automation_worker(state.clone()));
+    // On SQLite ingest lets the workflows react itself, in its own transaction.
+    let reactor =
+        (state.store.dialect() == rapport_store::db::Dialect::Postgres).then(|| tokio::spawn(ops::event_reactor(state.clone())));
     let webhooks = tokio::spawn(ops::webhook_deliverer(state.clone()));
     let campaigns = tokio::spawn(ops::campaign_worker(state.clone()));
     let texts = tokio::spawn(messaging::text_deliverer(state.clone()));
@@ -227,6 +233,9 @@ pub async fn serve(
     lifecycle.abort();
     segments.abort();
     automation.abort();
+    if let Some(r) = reactor {
+        r.abort();
+    }
     webhooks.abort();
     campaigns.abort();
     email.abort();

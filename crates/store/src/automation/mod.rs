@@ -284,6 +284,23 @@ impl Store {
         }
     }
 
+    /// Lets the workflows react to queued events until none are left (at most `max_batches`
+    /// batches of [`PASS_BATCH`]), without the rest of a pass. A server on PostgreSQL runs it as
+    /// soon as events arrive, beside its passes, so that a new event does not wait for the
+    /// advance of hundreds of runs under way (on SQLite ingest reacts itself). Safe beside
+    /// passes of this and other instances: each takes inbox rows no other holds.
+    pub async fn automation_react(&self, max_batches: usize) -> Result<PassReport> {
+        let mut total = PassReport::default();
+        for _ in 0..max_batches {
+            let r = self.fast_then_careful(inbox::drain).await?;
+            total.add(r);
+            if r.events == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Runs passes until one finds nothing to do (at most `max_passes`): what is due by now
     /// has then been done. Used after the manual clock moves, by tests and by the demo.
     pub async fn automation_until_idle(&self, max_passes: usize) -> Result<PassReport> {

@@ -65,6 +65,7 @@ pub async fn ingest(
     if accepted > 0 {
         // Event triggers act within moments of ingest, not at the next tick.
         s.automation_wake.notify_one();
+        s.events_wake.notify_one();
     }
     Ok(Json(report))
 }
