@@ -357,7 +357,9 @@ fn react_in_runs(
                 if let Some(woken) = flights.get_mut(ev.contact_id, f.id) {
                     woken.waiting = false;
                     woken.waiting_for = None;
-                    woken.step = next;
+                    if let Some(next) = next {
+                        woken.step = next;
+                    }
                 }
             }
         }

@@ -284,7 +284,10 @@ impl RunLog {
 }
 
 /// Ends a wait early because the awaited event happened: the run goes on with the next step,
-/// which it answers.
+/// which it answers (`Some(None)`: there is none). `None` when the run was no longer waiting
+/// at `step`: on PostgreSQL a pass that found the wait over may have moved it on meanwhile
+/// (the update waits for that pass and then finds nothing to change, so the step after the
+/// wait is not taken twice).
 pub(crate) fn wake(
     tx: &mut dyn Tx,
     run_id: Uuid,
@@ -292,14 +295,18 @@ pub(crate) fn wake(
     step: &str,
     detail: &str,
     now: Timestamp,
-) -> Result<Option<String>> {
-    log_step(tx, run_id, step, "wait", "ended", detail, now)?;
+) -> Result<Option<Option<String>>> {
     let next = step.parse::<StepPath>().ok().and_then(|p| spec.next(&p)).map(|p| p.to_string());
-    tx.execute(
-        "UPDATE workflow_runs SET status = 'ready', step = $2, due_at = $3, waiting_for = NULL, updated_at = $3 WHERE id = $1",
-        &[run_id.into(), next.clone().into(), now.into()],
+    let woken = tx.execute(
+        "UPDATE workflow_runs SET status = 'ready', step = $2, due_at = $3, waiting_for = NULL, updated_at = $3 \
+         WHERE id = $1 AND status = 'waiting' AND step = $4",
+        &[run_id.into(), next.clone().into(), now.into(), step.into()],
     )?;
-    Ok(next)
+    if woken == 0 {
+        return Ok(None);
+    }
+    log_step(tx, run_id, step, "wait", "ended", detail, now)?;
+    Ok(Some(next))
 }
 
 /// A claimed run.
