@@ -1182,6 +1182,32 @@ both_backends! {
         expect_members(app, &a, &[&bo, &cy]).await;
     }
 
+    async fn a_big_first_fill_leaves_the_membership_statistics_current(app) {
+        // 1,200 readers, created as leads by their first page view.
+        let views: Vec<Value> = (0..1_200)
+            .map(|i| {
+                json!({"type": "page.viewed", "contact": {"email": format!("reader{i}@example.com")},
+                    "occurred_at": "2026-01-14T10:00:00Z", "payload": {"url": "https://shop.example/"}})
+            })
+            .collect();
+        let answer = app.post(EVENTS, json!({"events": views, "create_contact": true})).await.expect(200);
+        let results = answer["results"].as_array().unwrap_or_else(|| panic!("results: {answer}"));
+        assert!(results.iter().all(|r| r["status"] == "accepted"), "every view accepted: {answer}");
+        let readers = create_segment(app, "Readers", "has page.viewed in last 7d").await;
+        assert_eq!(members(app, &id_of(&readers)).await.len(), 1_200);
+
+        // PostgreSQL plans maintenance's membership lookups from these statistics; left as they
+        // were when the table was empty (autovacuum off, or not yet round), it scans the table.
+        if app.backend == crate::Backend::Postgres {
+            let known = app
+                .store()
+                .read(|tx| tx.query_one("SELECT reltuples::float8 FROM pg_class WHERE oid = 'segment_members'::regclass", &[])?.f64(0))
+                .await
+                .expect("segment_members' statistics");
+            assert!(known >= 1_200.0, "segment_members analysed after the first fill: reltuples {known}");
+        }
+    }
+
     async fn a_segment_whose_custom_field_is_gone_does_not_stop_the_others(app) {
         let size = id_of(&app.create("/api/v1/custom-fields", json!({"record_type": "contact", "key": "shoe_size", "kind": "number"})).await);
         let ana = person(app, json!({"first_name": "Ana", "custom_fields": {"shoe_size": 44}})).await;
