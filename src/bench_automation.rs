@@ -16,7 +16,6 @@ use anyhow::{Context, bail};
 use chrono::{NaiveTime, SecondsFormat};
 use rapport_core::{Clock, ManualClock, SystemClock, Timestamp};
 use rapport_store::automation::PassReport;
-use rapport_store::db::Dialect;
 use rapport_store::value::Value;
 use rapport_store::{Created, DatabaseUrl, ItemStatus, Store, StoreOptions};
 use serde_json::json;
@@ -237,22 +236,6 @@ async fn reset(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Takes the birthday off a quarter of the contacts, evenly spread (the last hex digit of the
-/// generated ids counts up): the generator gives everyone one, a real customer book does not.
-/// Idempotent, so a reused dataset is left as it is.
-async fn without_birthdays(store: &Store) -> anyhow::Result<()> {
-    let digit = match store.dialect() {
-        Dialect::Sqlite => "substr(hex(id), 32, 1)",
-        Dialect::Postgres => "right(CAST(id AS TEXT), 1)",
-    };
-    let sql = format!(
-        "UPDATE contacts SET birthday_month = NULL, birthday_day = NULL, birthday_year = NULL \
-         WHERE birthday_month IS NOT NULL AND {digit} IN ('0', '4', '8', 'c', 'C')"
-    );
-    store.write(move |tx| tx.execute(&sql, &[])).await?;
-    Ok(())
-}
-
 /// PostgreSQL plans with the statistics a table had when it was last analyzed, and leaves
 /// deleted and updated rows in place until they are vacuumed. Without autovacuum (it is off on
 /// the benchmark machine) the automation tables would be planned as the empty tables they were
@@ -433,7 +416,6 @@ async fn bench(args: &AutomationArgs, target: &Target) -> anyhow::Result<Results
     let store = open_with(target, clock.clone()).await?;
     let mut stand_in = Autovacuum::new(&store, target).await?;
     reset(&store).await?;
-    without_birthdays(&store).await?;
     stand_in.run(&[AUTOMATION_TABLES, &["contacts", "events", "profiles", "profile_items", "products"]].concat()).await?;
     let with_birthday =
         store.read(|tx| tx.query_one("SELECT count(*) FROM contacts WHERE birthday_month IS NOT NULL", &[])?.i64(0)).await?;

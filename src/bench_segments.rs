@@ -609,9 +609,16 @@ struct Sql {
     d: Dialect,
 }
 
-/// A 16-bit slice of a 62-bit random column.
+/// A 16-bit slice of a 62-bit random column: slots 0–2 are bits 0–47; slot 3 is bits 46–61, as
+/// bits 48–63 would leave it only 14 random bits (a value always under a quarter of the range,
+/// so every "75 %" share was everyone). It shares its two lowest bits with slot 2's highest.
 fn u16s(col: &str, slot: u32) -> String {
-    if slot == 0 { format!("({col} & 65535)") } else { format!("(({col} >> {}) & 65535)", 16 * slot) }
+    let shift = match slot {
+        0 => return format!("({col} & 65535)"),
+        1 | 2 => 16 * slot,
+        _ => 46,
+    };
+    format!("(({col} >> {shift}) & 65535)")
 }
 
 /// A share as a threshold on a 16-bit slice.
@@ -2048,6 +2055,24 @@ mod tests {
         assert!(profiles > 2500 && profiles < 3000, "{profiles}");
         assert_eq!(leads_with_orders, 0);
         assert_eq!(bad_tiers, 0);
+        // The shares the generator promises, within ±5 points (σ is under 1 point at 3,000).
+        let shares = store
+            .read(|tx| {
+                let row = tx.query_one(
+                    "SELECT avg(CASE WHEN birthday_month IS NOT NULL THEN 1.0 ELSE 0.0 END), \
+                     avg(CASE WHEN birthday_year IS NOT NULL THEN 1.0 ELSE 0.0 END), \
+                     avg(CASE WHEN json_extract(custom_fields, '$.renewal_date') IS NOT NULL THEN 1.0 ELSE 0.0 END) FROM contacts",
+                    &[],
+                )?;
+                Ok([row.f64(0)?, row.f64(1)?, row.f64(2)?])
+            })
+            .await
+            .unwrap();
+        for (what, share, want) in
+            [("a birthday", shares[0], 0.75), ("a birth year", shares[1], 0.45), ("a renewal date", shares[2], 0.6)]
+        {
+            assert!((share - want).abs() < 0.05, "{share:.3} of the contacts have {what}, not about {want}");
+        }
         // Profiles agree with the events they were folded from.
         let mismatched = store
             .read(|tx| {
