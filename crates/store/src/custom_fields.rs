@@ -8,7 +8,7 @@ use rapport_core::new_id;
 use uuid::Uuid;
 
 use crate::common::string_list;
-use crate::db::Tx;
+use crate::db::{Dialect, Tx};
 use crate::idempotency::{Created, IdempotencyKey};
 use crate::list::{ListQuery, Page, PageRequest, SortField, SortKind};
 use crate::value::{Row, Value};
@@ -70,19 +70,36 @@ fn index_name(def: &CustomFieldDefinition) -> String {
     format!("custom_field_{}", def.id.simple())
 }
 
+/// The name of a field's second index on SQLite, by record id (see [`ensure_index`]).
+fn by_id_index_name(def: &CustomFieldDefinition) -> String {
+    format!("custom_field_{}_by_id", def.id.simple())
+}
+
 /// Indexes the field's values (only the records that hold one), so segment conditions on it
 /// (`custom.fleet_size >= 3`, `custom.renewal_date within next 30d`) seek instead of reading
 /// every record. Kinds without a single comparable value (money, yes/no, multi-choice) get none.
+///
+/// On SQLite the field also gets an index by record id holding the value: when another
+/// condition picks the people (a tier, an event) and the field only narrows them, each person's
+/// value is then read from that small index instead of their whole record, with its JSON parsed
+/// (a five-condition count over a million people: 82.8 → 77.5 ms, docs/benchmarks.md). About
+/// 25 bytes per record. PostgreSQL would not answer from it (an index-only scan cannot return
+/// an expression), so it has only the first.
 pub(crate) fn ensure_index(tx: &mut dyn Tx, def: &CustomFieldDefinition) -> Result<()> {
     let Some(expr) = crate::segments::custom_value_expr(tx.dialect(), "custom_fields", &def.key, def.kind) else {
         return Ok(());
     };
     let (name, table) = (index_name(def), table_of(def.record_type));
-    tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON {table} (({expr})) WHERE {expr} IS NOT NULL"))
+    tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON {table} (({expr})) WHERE {expr} IS NOT NULL"))?;
+    if tx.dialect() == Dialect::Sqlite {
+        tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {} ON {table} (id, ({expr}))", by_id_index_name(def)))?;
+    }
+    Ok(())
 }
 
 fn drop_index(tx: &mut dyn Tx, def: &CustomFieldDefinition) -> Result<()> {
-    tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", index_name(def)))
+    tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", index_name(def)))?;
+    tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", by_id_index_name(def)))
 }
 
 /// Creates the index of every defined field that lacks one (databases from before field
@@ -100,8 +117,8 @@ fn check_required_filled(tx: &mut dyn Tx, spec: &CustomFieldSpec) -> Result<()> 
         return Ok(());
     }
     let missing_expr = match tx.dialect() {
-        crate::db::Dialect::Sqlite => "json_extract(custom_fields, '$.\"' || $1 || '\"') IS NULL",
-        crate::db::Dialect::Postgres => "NOT (custom_fields ? $1::text)",
+        Dialect::Sqlite => "json_extract(custom_fields, '$.\"' || $1 || '\"') IS NULL",
+        Dialect::Postgres => "NOT (custom_fields ? $1::text)",
     };
     let n = tx
         .query_one(
@@ -128,12 +145,12 @@ fn check_removed_options_unused(tx: &mut dyn Tx, current: &CustomFieldDefinition
     let table = table_of(spec.record_type);
     for removed in current.options.iter().filter(|o| !spec.options.contains(o)) {
         let holds = match (tx.dialect(), spec.kind) {
-            (crate::db::Dialect::Sqlite, FieldKind::MultiEnum) => {
+            (Dialect::Sqlite, FieldKind::MultiEnum) => {
                 "EXISTS (SELECT 1 FROM json_each(custom_fields, '$.\"' || $1 || '\"') WHERE value = $2)"
             }
-            (crate::db::Dialect::Sqlite, _) => "json_extract(custom_fields, '$.\"' || $1 || '\"') = $2",
-            (crate::db::Dialect::Postgres, FieldKind::MultiEnum) => "(custom_fields -> $1::text) ? $2::text",
-            (crate::db::Dialect::Postgres, _) => "(custom_fields ->> $1::text) = $2::text",
+            (Dialect::Sqlite, _) => "json_extract(custom_fields, '$.\"' || $1 || '\"') = $2",
+            (Dialect::Postgres, FieldKind::MultiEnum) => "(custom_fields -> $1::text) ? $2::text",
+            (Dialect::Postgres, _) => "(custom_fields ->> $1::text) = $2::text",
         };
         let n = tx
             .query_one(
@@ -294,11 +311,12 @@ mod tests {
         let renewal = create(&store, "renewal_date", FieldKind::Date).await;
         create(&store, "vip", FieldKind::Bool).await;
         let name = |d: &CustomFieldDefinition| format!("custom_field_{}", d.id.simple());
-        let mut expected = vec![name(&fleet), name(&renewal)];
+        let by_id = |d: &CustomFieldDefinition| format!("custom_field_{}_by_id", d.id.simple());
+        let mut expected = vec![name(&fleet), by_id(&fleet), name(&renewal), by_id(&renewal)];
         expected.sort();
         let mut found = indexes(&store).await;
         found.sort();
-        assert_eq!(found, expected, "numbers and dates are indexed, yes/no is not");
+        assert_eq!(found, expected, "numbers and dates are indexed, by value and by id; yes/no is not");
 
         let p = plan(&store, "custom.fleet_size >= 3").await;
         assert!(p.contains(&format!("INDEX {} (", name(&fleet))), "{p}");
@@ -307,14 +325,28 @@ mod tests {
         // Relative dates depend on each contact's time zone, and still seek.
         let p = plan(&store, "custom.renewal_date within next 30d").await;
         assert!(p.contains(&format!("INDEX {} (", name(&renewal))), "{p}");
+        // When a tier picks the people, each one's value comes from the index by id, once the
+        // planner has statistics (Rapport refreshes them at startup and as the data grows).
+        let drafts = (0..300)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({"first_name": format!("P{i}"), "custom_fields": {"fleet_size": i % 7}}))
+            })
+            .collect::<std::result::Result<Vec<rapport_core::contact::ContactDraft>, _>>()
+            .unwrap();
+        store.create_contacts(drafts).await.unwrap();
+        store.write(|tx| tx.execute_batch("ANALYZE")).await.unwrap();
 
         let fleet_index = name(&fleet);
         store.write(move |tx| tx.execute_batch(&format!("DROP INDEX {fleet_index}"))).await.unwrap();
         drop(store);
         let store = Store::open(&url, StoreOptions::default()).unwrap();
-        assert_eq!(indexes(&store).await.len(), 2, "reopening restores the missing index");
+        assert_eq!(indexes(&store).await.len(), 4, "reopening restores the missing index");
+        let p = plan(&store, r#"value_tier = "gold" and custom.fleet_size >= 3"#).await;
+        assert!(p.contains(&format!("COVERING INDEX {} (id=?", by_id(&fleet))), "{p}");
 
         store.delete_custom_field(fleet.id).await.unwrap();
-        assert_eq!(indexes(&store).await, vec![name(&renewal)]);
+        let mut left = indexes(&store).await;
+        left.sort();
+        assert_eq!(left, vec![name(&renewal), by_id(&renewal)]);
     }
 }
