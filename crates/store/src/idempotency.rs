@@ -102,15 +102,46 @@ impl Store {
     /// Refreshes the query planner's statistics where the data has changed a lot since they
     /// were gathered, so segment counts keep choosing the right indexes as the data grows.
     /// SQLite only: PostgreSQL's autovacuum already does it.
+    ///
+    /// A SQLite connection reads the statistics only when it loads the schema, so the readers,
+    /// open for the server's lifetime, would keep planning with what they read at startup (a
+    /// database that started empty: no statistics at all). When the statistics changed, the
+    /// schema is changed too, by recreating a one-line view, which makes every connection load
+    /// it again, statistics included, before its next statement.
     pub async fn refresh_planner_statistics(&self) -> Result<()> {
         if self.dialect() != crate::db::Dialect::Sqlite {
             return Ok(());
         }
-        self.write(|tx| tx.execute_batch("PRAGMA optimize")).await
+        self.write(|tx| {
+            let before = planner_statistics(tx)?;
+            // 0x10002: look at every table, not only those this connection has queried.
+            tx.execute_batch("PRAGMA optimize = 0x10002")?;
+            if planner_statistics(tx)? != before {
+                tx.execute_batch(
+                    "DROP VIEW IF EXISTS planner_statistics_reloaded; \
+                     CREATE VIEW planner_statistics_reloaded AS SELECT 'readers reload the statistics when this view changes' AS why",
+                )?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Forgets idempotency keys older than `before` (clients retry within minutes, not days).
     pub async fn purge_idempotency_keys(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| tx.execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[before.into()])).await
     }
+}
+
+/// SQLite's planner statistics as one text (empty before the first ANALYZE), to tell whether
+/// they changed.
+fn planner_statistics(tx: &mut dyn Tx) -> Result<String> {
+    if tx.query_opt("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'", &[])?.is_none() {
+        return Ok(String::new());
+    }
+    tx.query_one(
+        "SELECT coalesce(group_concat(tbl || ' ' || coalesce(idx, '') || ' ' || stat, char(10)), '') FROM sqlite_stat1",
+        &[],
+    )?
+    .string(0)
 }
