@@ -72,6 +72,8 @@ async fn expect_who(app: &TestApp, filter: &str, expected: &[&String]) {
 async fn expect_refused(app: &TestApp, filter: &str, needle: &str) -> Value {
     let r = app.post(PREVIEW, json!({"filter": filter})).await;
     r.expect_problem(400);
+    let detail = r.json["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with("the filter is not valid"), "a body's filter is not a query parameter: {detail}");
     assert!(
         r.text.to_lowercase().contains(&needle.to_lowercase()),
         "the refusal of `{filter}` should mention '{needle}': {}",

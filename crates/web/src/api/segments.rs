@@ -72,7 +72,12 @@ pub async fn preview(State(s): State<AppState>, _c: Caller, JsonBody(req): JsonB
     if sample > 100 {
         return Err(ApiError::bad_field("sample", "must be between 0 and 100"));
     }
-    Ok(Json(s.store.preview_segment(filter, sample).await.map_err(ApiError::query)?))
+    // A filter that parses can still name what does not exist (a deleted custom field): the
+    // same 400 as a parse error, said of the filter, not of query parameters.
+    Ok(Json(s.store.preview_segment(filter, sample).await.map_err(|e| match e {
+        rapport_store::StoreError::Invalid(v) => filter_error(v),
+        e => ApiError::from(e),
+    })?))
 }
 
 /// Create a segment
