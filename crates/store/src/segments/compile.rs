@@ -1113,15 +1113,17 @@ impl<'a, 'p> Compiler<'a, 'p> {
                 let cond = self.events_where(&m.events, m.last)?;
                 format!("EXISTS (SELECT 1 FROM events e WHERE {cond} LIMIT 1 OFFSET {})", k - 1)
             }
-            // Whether another count comparison passes is settled by its first `cap` events:
-            // the index range stops there instead of running through a heavy reader's history.
-            (_, _, Some(cap)) => {
-                let cond = self.events_where(&m.events, m.last)?;
-                let capped = format!("(SELECT count(*) FROM (SELECT 1 FROM events e WHERE {cond} LIMIT {cap}) capped)");
-                self.number_compare(&capped, m.op, &Literal::Number(m.value), 1.0, false)?
-            }
-            (_, _, None) => {
-                let (value, _) = self.metric_value(m)?;
+            (_, _, cap) => {
+                let value = match cap {
+                    // Whether another count comparison passes is settled by its first `cap`
+                    // events: the index range stops there instead of running through a heavy
+                    // reader's history.
+                    Some(cap) => {
+                        let cond = self.events_where(&m.events, m.last)?;
+                        format!("(SELECT count(*) FROM (SELECT 1 FROM events e WHERE {cond} LIMIT {cap}) capped)")
+                    }
+                    None => self.metric_value(m)?.0,
+                };
                 self.number_compare(&value, m.op, &Literal::Number(m.value), 1.0, false)?
             }
         };
