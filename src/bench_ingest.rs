@@ -202,7 +202,68 @@ fn remove_sqlite(path: &Path) {
 struct Mark {
     events: u64,
     at: Duration,
+    memory: Memory,
+}
+
+/// The process's resident memory, split as the kernel accounts it: SQLite maps the database
+/// file into memory, so RSS also counts file pages that the OS shares with its page cache and
+/// can drop at any time. The heap (`RssAnon`) is what the process itself holds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
     rss_kib: Option<u64>,
+    /// Anonymous memory: heap, stacks, caches.
+    anon_kib: Option<u64>,
+    /// Pages of mapped files (the database), reclaimable.
+    file_kib: Option<u64>,
+}
+
+impl Memory {
+    fn now() -> Memory {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Memory {
+            rss_kib: status_kib(&status, "VmRSS"),
+            anon_kib: status_kib(&status, "RssAnon"),
+            file_kib: status_kib(&status, "RssFile"),
+        }
+    }
+}
+
+/// Samples the heap every 100 ms while the ingest runs: /proc has a peak for RSS (which
+/// counts mapped database pages) but none for the heap alone.
+struct HeapPeak {
+    peak_kib: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeapPeak {
+    fn start() -> HeapPeak {
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (peak_kib, stop) = (peak_kib.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bench-heap-sampler".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(k) = Memory::now().anon_kib {
+                            peak_kib.fetch_max(k, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .ok()
+        };
+        HeapPeak { peak_kib, stop, thread }
+    }
+
+    /// The highest heap seen, if the sampler ran.
+    fn finish(mut self) -> Option<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let ran = self.thread.take().is_some_and(|t| t.join().is_ok());
+        let peak = self.peak_kib.load(Ordering::Relaxed);
+        (ran && peak > 0).then_some(peak)
+    }
 }
 
 #[derive(Default)]
@@ -247,6 +308,8 @@ struct Results {
     tally: Tally,
     rss_after_seed_kib: Option<u64>,
     peak_kib: Option<u64>,
+    /// The highest heap (`RssAnon`) sampled during the ingest.
+    heap_peak_kib: Option<u64>,
     /// Whether the peak covers only the ingest (the kernel let us reset it after seeding).
     peak_reset: bool,
     /// (contact, orders sent, profile's order_count)
@@ -266,6 +329,7 @@ async fn bench(args: &IngestArgs, target: &Target) -> anyhow::Result<Results> {
     eprintln!("Created {} contacts in {:.1} s.", ids.len(), seed_time.as_secs_f64());
 
     let rss_after_seed_kib = proc_status_kib("VmRSS");
+    let heap_peak = HeapPeak::start();
     // Writing 5 to clear_refs resets the peak (VmHWM), so the peak reported is the ingest's own.
     let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
 
@@ -293,7 +357,7 @@ async fn bench(args: &IngestArgs, target: &Target) -> anyhow::Result<Results> {
     tally.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.marks.push(Mark {
         events: 0,
         at: Duration::ZERO,
-        rss_kib: proc_status_kib("VmRSS"),
+        memory: Memory::now(),
     });
     let done = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -331,15 +395,16 @@ async fn bench(args: &IngestArgs, target: &Target) -> anyhow::Result<Results> {
                 // A mark at every 5% (a twentieth of the run).
                 let last = t.marks.last().map_or(0, |m| m.events);
                 if now * 20 / total > last * 20 / total {
-                    let mark = Mark { events: now, at: started.elapsed(), rss_kib: proc_status_kib("VmRSS") };
+                    let mark = Mark { events: now, at: started.elapsed(), memory: Memory::now() };
                     t.marks.push(mark);
                     let rate = now as f64 / mark.at.as_secs_f64();
                     bar.suspend(|| {
                         eprintln!(
-                            "{:>3}%  {now:>11} events  {:>8.1} s  {rate:>9.0} events/s  RSS {}",
+                            "{:>3}%  {now:>11} events  {:>8.1} s  {rate:>9.0} events/s  RSS {} (heap {})",
                             now * 100 / total,
                             mark.at.as_secs_f64(),
-                            mib(mark.rss_kib)
+                            mib(mark.memory.rss_kib),
+                            mib(mark.memory.anon_kib)
                         )
                     });
                 }
@@ -366,6 +431,7 @@ async fn bench(args: &IngestArgs, target: &Target) -> anyhow::Result<Results> {
     }
     let sent = sent?;
     let peak_kib = proc_status_kib("VmHWM");
+    let heap_peak_kib = heap_peak.finish();
 
     let mut checks = Vec::new();
     for (slot, &contact) in mix.tracked.iter().enumerate() {
@@ -383,6 +449,7 @@ async fn bench(args: &IngestArgs, target: &Target) -> anyhow::Result<Results> {
         tally,
         rss_after_seed_kib,
         peak_kib,
+        heap_peak_kib,
         peak_reset,
         checks,
         stages,
@@ -443,7 +510,11 @@ async fn stage_counts(store: &Store, ids: &[Uuid]) -> anyhow::Result<Vec<(Lifecy
 
 /// A value from /proc/self/status, in KiB (Linux only).
 fn proc_status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib(&std::fs::read_to_string("/proc/self/status").ok()?, key)
+}
+
+/// `key`'s value in the text of /proc/self/status, in KiB.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
     line[key.len() + 1..].split_whitespace().next()?.parse().ok()
 }
@@ -827,18 +898,18 @@ impl Results {
         self.sent as f64 / self.wall.as_secs_f64()
     }
 
-    /// (share of the run reached, events/s over the last tenth, RSS) at each tenth.
-    fn deciles(&self, total: u64) -> Vec<(u64, f64, Option<u64>)> {
+    /// (share of the run reached, events/s over the last tenth, memory) at each tenth.
+    fn deciles(&self, total: u64) -> Vec<(u64, f64, Memory)> {
         let marks = &self.tally.marks;
         let mut out = Vec::new();
-        let mut prev = marks.first().copied().unwrap_or(Mark { events: 0, at: Duration::ZERO, rss_kib: None });
+        let mut prev = marks.first().copied().unwrap_or(Mark { events: 0, at: Duration::ZERO, memory: Memory::default() });
         for tenth in 1..=10u64 {
             let Some(m) = marks.iter().find(|m| m.events * 10 >= total * tenth) else { continue };
             if m.events <= prev.events {
                 continue;
             }
             let rate = (m.events - prev.events) as f64 / (m.at - prev.at).as_secs_f64().max(1e-9);
-            out.push((tenth * 10, rate, m.rss_kib));
+            out.push((tenth * 10, rate, m.memory));
             prev = *m;
         }
         out
@@ -848,8 +919,8 @@ impl Results {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
         let t = &self.tally;
         let deciles = self.deciles(args.events);
-        let first_rss = deciles.first().and_then(|d| d.2);
-        let last_rss = deciles.last().and_then(|d| d.2);
+        let first = deciles.first().map(|d| d.2).unwrap_or_default();
+        let last = deciles.last().map(|d| d.2).unwrap_or_default();
         println!();
         println!("| | |");
         println!("|---|---|");
@@ -877,7 +948,15 @@ impl Results {
             println!("| slowest tenth | {} events/s |", thousands(slowest as u64));
         }
         println!("| RSS after creating contacts | {} |", mib(self.rss_after_seed_kib));
-        println!("| RSS at 10% → 100% | {} → {} |", mib(first_rss), mib(last_rss));
+        println!("| heap (RssAnon) at 10% → 100% | {} → {} |", mib(first.anon_kib), mib(last.anon_kib));
+        println!("| peak heap (sampled every 100 ms) | {} |", mib(self.heap_peak_kib));
+        println!(
+            "| RSS at 10% → 100% | {} → {} (of which mapped database pages {} → {}) |",
+            mib(first.rss_kib),
+            mib(last.rss_kib),
+            mib(first.file_kib),
+            mib(last.file_kib)
+        );
         println!(
             "| peak RSS (VmHWM) | {}{} |",
             mib(self.peak_kib),
@@ -887,10 +966,10 @@ impl Results {
         let sampled: usize = self.stages.iter().map(|(_, n)| n).sum();
         println!("| stages of {sampled} sampled contacts | {} |", stages.join(", "));
         println!();
-        println!("| run | events/s | RSS |");
-        println!("|---:|---:|---:|");
-        for (pct, rate, rss) in &deciles {
-            println!("| {pct}% | {} | {} |", thousands(*rate as u64), mib(*rss));
+        println!("| run | events/s | heap | RSS | mapped database pages |");
+        println!("|---:|---:|---:|---:|---:|");
+        for (pct, rate, m) in &deciles {
+            println!("| {pct}% | {} | {} | {} | {} |", thousands(*rate as u64), mib(m.anon_kib), mib(m.rss_kib), mib(m.file_kib));
         }
         println!();
         for (id, sent, seen) in &self.checks {
@@ -985,6 +1064,20 @@ mod tests {
         if Path::new("/proc/self/status").exists() {
             assert!(proc_status_kib("VmRSS").unwrap() > 0);
             assert!(proc_status_kib("VmHWM").unwrap() > 0);
+            let m = Memory::now();
+            assert!(m.anon_kib.unwrap() > 0 && m.file_kib.is_some());
+            assert!(m.anon_kib.unwrap() + m.file_kib.unwrap() <= m.rss_kib.unwrap());
+            let peak = HeapPeak::start();
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(peak.finish().unwrap() > 0, "the sampler saw the heap");
         }
+    }
+
+    #[test]
+    fn status_lines_are_matched_by_their_whole_key() {
+        let status = "Name:\trapport\nRssAnonymous:\t 9 kB\nRssAnon:\t  204800 kB\nRssFile:\t   51200 kB\n";
+        assert_eq!(status_kib(status, "RssAnon"), Some(204_800));
+        assert_eq!(status_kib(status, "RssFile"), Some(51_200));
+        assert_eq!(status_kib(status, "VmRSS"), None);
     }
 }
